@@ -1,0 +1,304 @@
+"""One vLLM process per model, driven through an explicit state machine.
+
+    stopped --start()--> starting --/health ok--> ready --stop()--> stopping --> stopped
+                            |  exits early / deadline / stop()          ^
+                            +-------------------------------------------+
+                         ready --process exits by itself--> stopped (crash recorded)
+
+`ModelProcess` is used from one asyncio loop; every method is safe to call concurrently within
+it. `ensure_ready()` starts vLLM when it is stopped and blocks until it answers `/health`;
+concurrent callers share the one start (one process, never a second copy) and all see the same
+`ModelStartFailed` when it fails. Stopping sends SIGTERM to the process group, waits `stop_grace`
+seconds, then SIGKILLs the group. Children run in a new session (their own process group) with
+PR_SET_PDEATHSIG=SIGKILL, so they die with the agent even when it is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import enum
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from inference.config import ModelProfile
+from inference.errors import ModelStartFailed
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 40
+LOG_TAIL_BYTES = 16384
+HEALTH_POLL_SECONDS = 0.25
+_PR_SET_PDEATHSIG = 1
+
+
+class ModelState(enum.StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """preexec hook: ask the kernel to SIGKILL the child when the agent dies (Linux only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class ModelProcess:
+    """Owns the vLLM process of one model profile; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        profile: ModelProfile,
+        *,
+        start_timeout: float,
+        stop_grace: float,
+        log_dir: Path,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        self.profile = profile
+        self.start_timeout = start_timeout
+        self.stop_grace = stop_grace
+        self.log_path = log_dir / f"{profile.id}.log"
+        self._session = session
+        self.state = ModelState.STOPPED
+        self.port: int | None = None
+        self.last_error: str | None = None
+        self.exit_code: int | None = None
+        self.started_at: float | None = None
+        self.ready_at: float | None = None
+        self._log_offset = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._start_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # serialises start/stop transitions
+        self._stopping_on_purpose = False
+
+    # -- read-only views -------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        """The last `lines` lines vLLM wrote during its current (or last) run."""
+        try:
+            with self.log_path.open("rb") as source:
+                size = source.seek(0, os.SEEK_END)
+                start = max(self._log_offset, size - LOG_TAIL_BYTES)
+                source.seek(start)
+                data = source.read()
+        except OSError:
+            return []
+        text = data.decode(errors="replace").splitlines()
+        return text[-lines:]
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready view for `/status`."""
+        return {
+            "id": self.profile.id,
+            "served_name": self.profile.served_name,
+            "model": self.profile.model,
+            "state": str(self.state),
+            "port": self.port,
+            "pid": self.pid,
+            "max_model_len": self.profile.max_model_len,
+            "last_error": self.last_error,
+            "exit_code": self.exit_code,
+            "log_tail": self.log_tail() if self.last_error else [],
+        }
+
+    # -- transitions -----------------------------------------------------------------------
+    async def ensure_ready(self) -> str:
+        """Start vLLM if needed and wait until it is healthy; returns its base URL.
+
+        Blocks up to `start_timeout` (plus a pending stop). Raises `ModelStartFailed` when the
+        process exits early, misses the deadline, or is stopped while starting.
+        """
+        while True:
+            async with self._lock:
+                if self.state is ModelState.READY:
+                    return self.base_url
+                if self._start_task is None:
+                    self._start_task = asyncio.create_task(self._start(), name=f"start-{self.profile.id}")
+                task = self._start_task
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled() and not _current_task_cancelling():
+                    raise ModelStartFailed(
+                        f"Model {self.profile.id!r} was stopped while it was starting."
+                    ) from None
+                raise
+            if self.state is ModelState.READY:
+                return self.base_url
+
+    async def _start(self) -> None:
+        try:
+            await self._launch_and_wait()
+        except asyncio.CancelledError:
+            await self._terminate()
+            self.state = ModelState.STOPPED
+            raise
+        except ModelStartFailed as exc:
+            self.last_error = exc.message
+            log.error("%s", exc.message)
+            await self._terminate()
+            self.state = ModelState.STOPPED
+            raise
+        finally:
+            self._start_task = None
+
+    async def _launch_and_wait(self) -> None:
+        self.state = ModelState.STARTING
+        self.last_error = None
+        self.exit_code = None
+        self.port = self.profile.port or free_port()
+        argv = self.profile.argv(self.port)
+        env = {**os.environ, **self.profile.launch_env(self.port)}
+        log.info("starting model %s: %s", self.profile.id, " ".join(argv))
+        self.started_at = time.monotonic()
+        self._stopping_on_purpose = False
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # vLLM writes straight to a file, not a pipe: asyncio's wait() would otherwise hang
+        # until vLLM's children close the pipe, and nothing has to drain it.
+        with self.log_path.open("ab") as sink:
+            self._log_offset = sink.tell()
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=sink,
+                    stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:
+                raise ModelStartFailed(
+                    f"Model {self.profile.id!r} could not be started: "
+                    f"{argv[0]}: {exc.strerror or exc}."
+                ) from None
+        await self._wait_healthy(self._proc)
+        self.state = ModelState.READY
+        self.ready_at = time.monotonic()
+        log.info("model %s ready on port %s after %.1fs", self.profile.id, self.port,
+                 self.ready_at - self.started_at)
+        self._watch_task = asyncio.create_task(self._watch(self._proc), name=f"watch-{self.profile.id}")
+
+    async def _wait_healthy(self, proc: asyncio.subprocess.Process) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        exited = asyncio.create_task(proc.wait())
+        try:
+            while True:
+                if exited.done():
+                    self.exit_code = proc.returncode
+                    raise ModelStartFailed(
+                        f"Model {self.profile.id!r} exited with code {proc.returncode} before "
+                        f"it became ready. Last log lines: {self._tail_text()}"
+                    )
+                if await self._healthy():
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ModelStartFailed(
+                        f"Model {self.profile.id!r} did not become healthy within "
+                        f"{self.start_timeout:g} seconds. Last log lines: {self._tail_text()}"
+                    )
+                await asyncio.wait({exited}, timeout=min(HEALTH_POLL_SECONDS, remaining))
+        finally:
+            if not exited.done():
+                exited.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await exited
+
+    async def _healthy(self) -> bool:
+        try:
+            async with self._session.get(
+                f"{self.base_url}/health", timeout=aiohttp.ClientTimeout(total=2)
+            ) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        """Record a crash of a ready process (not one we are stopping)."""
+        code = await proc.wait()
+        if self._stopping_on_purpose or proc is not self._proc:
+            return
+        self.exit_code = code
+        self.last_error = (
+            f"Model {self.profile.id!r} exited unexpectedly with code {code}. "
+            f"Last log lines: {self._tail_text()}"
+        )
+        log.error("%s", self.last_error)
+        async with self._lock:
+            if self._proc is proc:
+                await self._terminate()  # the group may still hold vLLM's children
+                self.state = ModelState.STOPPED
+
+    async def stop(self) -> None:
+        """Stop the model (cancelling a start in flight); returns when the process is gone."""
+        task = self._start_task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ModelStartFailed):
+                await task
+        async with self._lock:
+            if self.state is ModelState.STOPPED and self._proc is None:
+                return
+            self.state = ModelState.STOPPING
+            await self._terminate()
+            self.state = ModelState.STOPPED
+
+    async def _terminate(self) -> None:
+        """SIGTERM the process group, SIGKILL it after `stop_grace`; reap the leader."""
+        proc, self._proc = self._proc, None
+        self._stopping_on_purpose = True
+        if proc is None:
+            return
+        if proc.returncode is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=self.stop_grace)
+            except asyncio.TimeoutError:
+                log.warning("model %s ignored SIGTERM for %gs; killing it", self.profile.id,
+                            self.stop_grace)
+        # Kill whatever is left in the group, leader or vLLM's own children.
+        _signal_group(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        if self._watch_task is not None and self._watch_task is not asyncio.current_task():
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        self._watch_task = None
+
+    def _tail_text(self, lines: int = 10) -> str:
+        tail = self.log_tail(lines)
+        return " | ".join(tail) if tail else "(no output)"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return bool(task and task.cancelling())

@@ -1,0 +1,89 @@
+"""The one interface every backend implements, and the values that cross it.
+
+A backend turns an OpenAI request into an `Upstream`: a status, headers and a body that is either
+complete bytes or an async iterator of raw chunks (SSE for streams, passed through untouched).
+`send` returns as soon as the upstream's status is known, so the proxy can still fall back to the
+next candidate until the first byte reaches the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model a backend serves, with its context window when the backend reports one."""
+
+    id: str
+    max_model_len: int | None = None
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What one health check saw. `gaming_mode` is set only by hosts that carry the switch."""
+
+    healthy: bool
+    models: tuple[ModelInfo, ...] = ()
+    error: str | None = None
+    latency_ms: float | None = None
+    gaming_mode: bool | None = None
+
+
+class UpstreamError(Exception):
+    """The backend could not give a usable answer before the first byte.
+
+    `retriable` says whether the next candidate should be tried (refused, timed out, 5xx, 429).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retriable: bool = True,
+                 body: bytes | None = None, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retriable = retriable
+        self.body = body
+        self.retry_after = retry_after
+
+
+class StreamBroken(Exception):
+    """The upstream failed after the first byte (connection lost, timeout, bad data)."""
+
+
+@dataclass
+class Upstream:
+    """An upstream answer whose status is known. Iterate `chunks` once; always `release()`."""
+
+    status: int
+    content_type: str
+    chunks: AsyncIterator[bytes]
+    release: Callable[[], Awaitable[None]]
+    model: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """A place requests can go. Safe to use from many tasks at once."""
+
+    name: str
+    url: str
+
+    async def send(self, path: str, body: dict[str, object], *, stream: bool,
+                   headers: dict[str, str]) -> Upstream:
+        """Forward an OpenAI request (`path` like `/v1/chat/completions`; `body["model"]` already
+        set to the backend's model id). Returns once the status is known; raises UpstreamError
+        for failures before that (and for error statuses, with `status` and `body` set)."""
+        ...
+
+    async def check_health(self) -> HealthReport:
+        """One health check. Never raises; a failure is a report with healthy=False."""
+        ...
+
+    def resolve_model(self, hint: str | None, models: tuple[ModelInfo, ...]) -> str:
+        """The backend model id to send for an alias hint (e.g. "claude") or a requested id."""
+        ...
+
+    async def close(self) -> None:
+        ...

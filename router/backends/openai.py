@@ -1,0 +1,142 @@
+"""A backend that speaks the OpenAI HTTP API: vLLM, the inference agent, or any compatible API.
+
+Data-plane requests use one pooled aiohttp session per backend (aiohttp's client is several times
+cheaper per request than httpx's, which matters on the hot path); health checks use the same
+session with a short timeout. Chunks of a stream are yielded as they arrive, never re-buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+
+from router.backends.base import HealthReport, ModelInfo, StreamBroken, Upstream, UpstreamError
+
+RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class OpenAIBackend:
+    """An OpenAI-compatible HTTP backend. Concurrent-safe; `close()` once at shutdown."""
+
+    def __init__(self, name: str, url: str, *, api_key: str | None = None,
+                 connect_timeout: float = 5.0, read_timeout: float = 300.0,
+                 health_timeout: float = 5.0, gaming_status_url: str | None = None,
+                 model_hints: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.url = url.rstrip("/")
+        self._base = self.url[:-3] if self.url.endswith("/v1") else self.url
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout,
+                                              sock_connect=connect_timeout, sock_read=read_timeout)
+        self._health_timeout = aiohttp.ClientTimeout(total=health_timeout)
+        self._gaming_status_url = gaming_status_url
+        self._model_hints = model_hints or {}
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  json_serialize=lambda o: orjson.dumps(o).decode(),
+                                                  auto_decompress=False)
+        return self._session
+
+    def _headers(self, extra: dict[str, str]) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **extra}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    async def send(self, path: str, body: dict[str, object], *, stream: bool,
+                   headers: dict[str, str]) -> Upstream:
+        url = self._base + path
+        try:
+            response = await self.session.post(url, data=orjson.dumps(body),
+                                               headers=self._headers(headers))
+        except asyncio.TimeoutError:
+            raise UpstreamError(f"backend {self.name} timed out before answering") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamError(f"backend {self.name} refused the connection ({exc.os_error})") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"backend {self.name} failed: {type(exc).__name__}: {exc}") from None
+        if response.status >= 400:
+            try:
+                payload = await response.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                payload = b""
+            finally:
+                response.release()
+            raise UpstreamError(
+                f"backend {self.name} answered HTTP {response.status}",
+                status=response.status, retriable=response.status in RETRIABLE_STATUSES,
+                body=payload, retry_after=response.headers.get("Retry-After"))
+
+        async def release() -> None:
+            response.release()
+
+        return Upstream(status=response.status,
+                        content_type=response.headers.get("Content-Type", "application/json"),
+                        chunks=_chunks(self.name, response, stream), release=release)
+
+    async def check_health(self) -> HealthReport:
+        started = time.perf_counter()
+        gaming_mode: bool | None = None
+        try:
+            if self._gaming_status_url:
+                async with self.session.get(self._gaming_status_url,
+                                            timeout=self._health_timeout) as resp:
+                    if resp.status == 200:
+                        status = orjson.loads(await resp.read())
+                        if isinstance(status, dict) and isinstance(status.get("gaming_mode"), bool):
+                            gaming_mode = status["gaming_mode"]
+            async with self.session.get(self._base + "/v1/models", headers=self._headers({}),
+                                        timeout=self._health_timeout) as resp:
+                if resp.status != 200:
+                    return HealthReport(False, error=f"GET /v1/models answered HTTP {resp.status}",
+                                        gaming_mode=gaming_mode)
+                payload = orjson.loads(await resp.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+            message = str(exc) or type(exc).__name__
+            return HealthReport(False, error=f"health check failed: {message}", gaming_mode=gaming_mode)
+        models = tuple(
+            ModelInfo(str(m["id"]), m.get("max_model_len") if isinstance(m.get("max_model_len"), int) else None)
+            for m in (payload.get("data") or []) if isinstance(m, dict) and "id" in m
+        ) if isinstance(payload, dict) else ()
+        latency = (time.perf_counter() - started) * 1000
+        return HealthReport(True, models=models, latency_ms=round(latency, 2), gaming_mode=gaming_mode)
+
+    def resolve_model(self, hint: str | None, models: tuple[ModelInfo, ...]) -> str:
+        """A served id is used as is; an alias hint maps through `model_hints`, else the first model."""
+        ids = [m.id for m in models]
+        if hint and hint in ids:
+            return hint
+        if hint and hint in self._model_hints:
+            return self._model_hints[hint]
+        if ids:
+            return ids[0]
+        return hint or "default"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _chunks(name: str, response: aiohttp.ClientResponse, stream: bool) -> AsyncIterator[bytes]:
+    """Raw body chunks as they arrive; a failure mid-body becomes StreamBroken."""
+    try:
+        if stream:
+            async for chunk in response.content.iter_any():
+                yield chunk
+        else:
+            yield await response.read()
+    except asyncio.TimeoutError:
+        raise StreamBroken(f"backend {name} stopped sending (read timeout)") from None
+    except aiohttp.ClientPayloadError as exc:
+        raise StreamBroken(f"backend {name} dropped the connection mid-response ({exc})") from None
+    except aiohttp.ClientError as exc:
+        raise StreamBroken(f"backend {name} failed mid-response: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,187 @@
+"""`local-ai-router`: run the router (`serve`) or operate a running one (rich tables)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from datetime import datetime
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from router.settings import ConfigError, Settings
+
+console = Console()
+
+
+def _router_url() -> str:
+    return os.environ.get("ROUTER_URL", "http://127.0.0.1:8000").rstrip("/")
+
+
+def _client() -> httpx.Client:
+    headers = {}
+    token = os.environ.get("ROUTER_ADMIN_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=_router_url(), headers=headers, timeout=30)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from router.app import create_app
+    from router.logs import setup_logging
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    settings = Settings.from_env(**overrides)
+    setup_logging(settings.log_level)
+    plugins = []
+    if settings.bot_enabled:
+        from bot.plugin import BotPlugin
+
+        plugins.append(BotPlugin(settings))
+    app = create_app(settings, plugins)
+    web.run_app(app, host=settings.host, port=settings.port, print=None,
+                shutdown_timeout=settings.shutdown_grace, access_log=None)
+    return 0
+
+
+def cmd_status(_args: argparse.Namespace) -> int:
+    with _client() as client:
+        status = client.get("/status").json()
+    console.print(f"Gaming mode: [bold]{'ON' if status['gaming_mode'] else 'OFF'}[/bold]   "
+                  f"thresholds: small < {status['small_token_threshold']}, "
+                  f"medium < {status['medium_token_threshold']}")
+    table = Table(title="Backends")
+    for column in ("backend", "url", "health", "models", "latency ms", "last error"):
+        table.add_column(column)
+    for b in status["backends"]:
+        health = "[green]up[/green]" if b["healthy"] else "[red]down[/red]"
+        if b["gated"]:
+            health += " [yellow](gated)[/yellow]"
+        models = ", ".join(f"{m['id']}" + (f" ({m['max_model_len']})" if m.get("max_model_len") else "")
+                           for m in b["models"])
+        table.add_row(b["name"], b["url"], health, models or "-",
+                      str(b["latency_ms"] or "-"), b["last_error"] or "")
+    console.print(table)
+    return 0
+
+
+def cmd_decisions(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from router import db
+    from router.models import Decision
+
+    settings = Settings.from_env()
+    engine = db.make_engine(settings.database_url)
+    with Session(engine) as session:
+        rows = session.exec(select(Decision).order_by(Decision.id.desc()).limit(args.last)).all()  # type: ignore[union-attr,call-overload]
+    table = Table(title=f"Last {len(rows)} routing decisions")
+    for column in ("time", "request", "source", "client", "model", "backend", "reason", "tokens",
+                   "status", "fallbacks", "latency ms", "error"):
+        table.add_column(column, overflow="fold")
+    for (row,) in rows:
+        created: datetime = row.created_at
+        table.add_row(created.strftime("%H:%M:%S"), row.request_id[:8], row.source, row.client or "",
+                      row.requested_model or "auto", f"{row.backend or '-'} {row.backend_model or ''}",
+                      row.reason or "", str(row.estimated_tokens or ""), str(row.status_code),
+                      str(row.fallback_attempts), f"{row.latency_ms or 0:.0f}", (row.error or "")[:60])
+    console.print(table)
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    body = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
+    headers = {"X-Force-Big": "true"} if args.force_big else {}
+    with _client() as client:
+        response = client.post("/v1/route", json=body, headers=headers)
+    data = response.json()
+    if response.status_code != 200:
+        console.print(f"[red]{data['error']['message']}[/red]")
+        return 1
+    table = Table(title="Routing decision (dry run)")
+    table.add_column("field")
+    table.add_column("value")
+    for key in ("backend", "model", "reason", "estimated_tokens", "gaming_mode", "force_big",
+                "candidates", "skipped"):
+        table.add_row(key, str(data.get(key)))
+    console.print(table)
+    return 0
+
+
+def cmd_gaming(args: argparse.Namespace) -> int:
+    with _client() as client:
+        if args.state == "status":
+            response = client.get("/admin/gaming-mode")
+        else:
+            response = client.post("/admin/gaming-mode", json={"enabled": args.state == "on"},
+                                   headers={"X-Actor": f"cli:{os.environ.get('USER', 'unknown')}"})
+    data = response.json()
+    if response.status_code != 200:
+        console.print(f"[red]{data['error']['message']}[/red]")
+        return 1
+    if "message" in data:
+        console.print(data["message"])
+    console.print(f"Gaming mode: [bold]{'ON' if data['enabled'] else 'OFF'}[/bold]")
+    return 0
+
+
+def cmd_db(_args: argparse.Namespace) -> int:
+    from router import db
+
+    settings = Settings.from_env()
+    db.upgrade(settings.database_url)
+    console.print(f"database {settings.database_url} is at the newest migration")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="local-ai-router", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the router (HTTP API, bot, scheduler)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("status", help="backend health and gaming mode").set_defaults(func=cmd_status)
+    decisions = sub.add_parser("decisions", help="recent routing decisions from the database")
+    decisions.add_argument("--last", type=int, default=20)
+    decisions.set_defaults(func=cmd_decisions)
+    route = sub.add_parser("route", help="where would this prompt go? (dry run)")
+    route.add_argument("prompt")
+    route.add_argument("--model", default="auto")
+    route.add_argument("--force-big", action="store_true")
+    route.set_defaults(func=cmd_route)
+    gaming = sub.add_parser("gaming", help="gaming mode on|off|status")
+    gaming.add_argument("state", choices=["on", "off", "status"])
+    gaming.set_defaults(func=cmd_gaming)
+    dbp = sub.add_parser("db", help="database maintenance")
+    dbp.add_argument("action", choices=["upgrade"])
+    dbp.set_defaults(func=cmd_db)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        return 2
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the router at {_router_url()}:[/red] {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

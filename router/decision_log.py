@@ -1,0 +1,118 @@
+"""The decision log: rows are queued in memory and written to SQLite in batches by one task.
+
+`record()` never blocks and never raises: it appends to a bounded queue. A single writer task
+drains the queue and inserts whole batches in a worker thread. When the database is locked, slow
+or full, the batch is kept and retried with backoff, so requests go on being served; rows are
+dropped only when the queue is full, and every drop is counted and logged. `close()` flushes
+everything that is queued (bounded by a deadline) before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from router.models import Decision
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+MAX_QUEUE = 200_000
+
+
+class DecisionLog:
+    """Queue + batched writer. `record` is safe from any coroutine on the loop; one instance."""
+
+    def __init__(self, engine: Engine, *, max_queue: int = MAX_QUEUE,
+                 batch_size: int = BATCH_SIZE, retry_max: float = 5.0) -> None:
+        self._engine = engine
+        self._queue: deque[dict[str, Any]] = deque()
+        self._max_queue = max_queue
+        self._batch_size = batch_size
+        self._retry_max = retry_max
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.written = 0
+        self.dropped = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="decision-log-writer")
+
+    def record(self, **row: Any) -> None:
+        """Queue one decision row (keys are `Decision` columns). Never blocks, never raises."""
+        if len(self._queue) >= self._max_queue:
+            self.dropped += 1
+            log.error("decision log queue full (%d rows); dropped row for request %s",
+                      self._max_queue, row.get("request_id"))
+            return
+        row.setdefault("created_at", datetime.now(timezone.utc))
+        self._queue.append(row)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+            try:
+                await asyncio.to_thread(self._write, batch)
+            except (SQLAlchemyError, OSError) as exc:
+                self.write_errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                log.warning("decision log write failed (%d rows kept, retry in %.2fs): %s",
+                            len(batch), delay, self.last_error)
+                if self._closing and delay >= self._retry_max:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            delay = 0.05
+            for _ in batch:
+                self._queue.popleft()
+            self.written += len(batch)
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(insert(Decision.__table__), batch)  # type: ignore[attr-defined]
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued now has been written (or the timeout passes)."""
+        deadline = time.monotonic() + timeout
+        while self._queue and time.monotonic() < deadline:
+            self._wakeup.set()
+            await asyncio.sleep(0.01)
+
+    async def close(self, timeout: float = 15.0) -> None:
+        """Write what is queued, then stop the writer. Rows left unwritten are logged as lost."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except asyncio.TimeoutError:
+                self._task.cancel()
+        if self._queue:
+            self.dropped += len(self._queue)
+            log.error("decision log closed with %d unwritten rows (last error: %s)",
+                      len(self._queue), self.last_error)

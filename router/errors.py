@@ -1,0 +1,91 @@
+"""The router's exception tree and the one helper that turns any of them into an OpenAI error body.
+
+Every error a client can see is a `RouterError` with an HTTP status, an OpenAI `type` and `code`,
+and a message that is a whole sentence saying what is wrong. HTTP handlers and the bot convert
+them in exactly one place (`error_body`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RouterError(Exception):
+    """Base of every error the router reports to a client."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class BadRequest(RouterError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class Unauthorized(RouterError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(RouterError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class ModelNotFound(RouterError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class BodyTooLarge(RouterError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(RouterError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class NoBackendAvailable(RouterError):
+    status = 503
+    type = "server_error"
+    code = "no_backend_available"
+
+
+class UpstreamFailed(RouterError):
+    """Every candidate failed; carries the last upstream status when there was one."""
+
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, status: int = 502, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.status = status
+
+
+def error_body(message: str, type_: str = "server_error", code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    """The OpenAI error envelope."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def body_for(exc: RouterError) -> dict[str, Any]:
+    return error_body(exc.message, exc.type, exc.code, exc.param)

@@ -1,0 +1,157 @@
+"""The backend registry: which backends exist, what they serve, and whether they are healthy.
+
+Health follows the checks with hysteresis: a healthy backend is marked down after
+`unhealthy_after` consecutive failed checks, and a down one up after `healthy_after` successes.
+A request that fails before the first byte counts as a failed check too, so a dead backend
+leaves the rotation without waiting for the next scheduled check. Listeners hear each up/down
+transition once (the bot turns them into alerts).
+
+Everything here runs on the event loop; `views()` is a cheap snapshot for the policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from router.backends.base import Backend, HealthReport, ModelInfo
+from router.policy import BackendView
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, bool, str | None], Awaitable[None]]
+OPENCODE_CONTEXT = 200_000
+
+
+@dataclass
+class BackendState:
+    """The registry's view of one backend. Mutated only by the registry."""
+
+    name: str
+    client: Backend
+    healthy: bool = False
+    checked: bool = False
+    models: tuple[ModelInfo, ...] = ()
+    latency_ms: float | None = None
+    last_error: str | None = None
+    last_check: float | None = None
+    failures: int = 0
+    successes: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def context_window(self) -> int | None:
+        windows = [m.max_model_len for m in self.models if m.max_model_len]
+        return max(windows) if windows else None
+
+
+class BackendRegistry:
+    """Holds every configured backend. One per router; not thread-safe (loop only)."""
+
+    def __init__(self, backends: list[Backend], *, unhealthy_after: int = 2,
+                 healthy_after: int = 1) -> None:
+        self.states: dict[str, BackendState] = {b.name: BackendState(b.name, b) for b in backends}
+        self._unhealthy_after = unhealthy_after
+        self._healthy_after = healthy_after
+        self._listeners: list[Listener] = []
+        self._gaming_listeners: list[Callable[[bool], Awaitable[None]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._views: dict[str, BackendView] = {}
+        self._served: dict[str, str] = {}
+        self._rebuild()
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def add_gaming_listener(self, listener: Callable[[bool], Awaitable[None]]) -> None:
+        self._gaming_listeners.append(listener)
+
+    def get(self, name: str) -> BackendState | None:
+        return self.states.get(name)
+
+    def views(self) -> dict[str, BackendView]:
+        return self._views
+
+    def served_models(self) -> dict[str, str]:
+        """Backend model id -> backend name, for routing requests that name a served model."""
+        return self._served
+
+    async def check_all(self) -> None:
+        """Check every backend concurrently and apply the results."""
+        names = list(self.states)
+        reports = await asyncio.gather(*(self.states[n].client.check_health() for n in names))
+        for name, report in zip(names, reports):
+            self.apply(name, report)
+
+    def apply(self, name: str, report: HealthReport) -> None:
+        state = self.states[name]
+        state.last_check = time.time()
+        state.latency_ms = report.latency_ms
+        if report.healthy:
+            state.models = report.models or state.models
+            state.last_error = None
+            state.successes += 1
+            state.failures = 0
+            if not state.healthy and (not state.checked or state.successes >= self._healthy_after):
+                self._transition(state, True, None)
+        else:
+            state.last_error = report.error
+            state.failures += 1
+            state.successes = 0
+            if state.healthy and state.failures >= self._unhealthy_after:
+                self._transition(state, False, report.error)
+            elif not state.checked:
+                log.warning("backend %s is down at start: %s", name, report.error)
+        state.checked = True
+        if report.gaming_mode is not None:
+            for gaming_listener in self._gaming_listeners:
+                self._spawn(gaming_listener(report.gaming_mode))
+        self._rebuild()
+
+    def report_failure(self, name: str, error: str) -> None:
+        """A live request failed before its first byte: count it like a failed check."""
+        self.apply(name, HealthReport(False, error=error))
+
+    def _transition(self, state: BackendState, healthy: bool, error: str | None) -> None:
+        was_checked = state.checked
+        state.healthy = healthy
+        log.log(logging.INFO if healthy else logging.WARNING, "backend %s is %s%s", state.name,
+                "up" if healthy else "down", f": {error}" if error else "")
+        if not was_checked:
+            return  # the first check's result is not news
+        for listener in self._listeners:
+            self._spawn(listener(state.name, healthy, error))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("registry listener failed", exc_info=task.exception())
+
+    def _rebuild(self) -> None:
+        views: dict[str, BackendView] = {}
+        served: dict[str, str] = {}
+        for name, state in self.states.items():
+            window = state.context_window
+            if name == "opencode" and window is None:
+                window = OPENCODE_CONTEXT
+            views[name] = BackendView(name, True, state.healthy, window,
+                                      tuple(m.id for m in state.models))
+            for model in state.models:
+                served.setdefault(model.id, name)
+        self._views = views
+        self._served = served
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(s.client.close() for s in self.states.values()),
+                             return_exceptions=True)

@@ -1,0 +1,266 @@
+"""The thin aiohttp endpoint: OpenAI-compatible `/v1/*`, status, metrics and admin routes.
+
+Handlers only translate HTTP to `RouterService` calls and back; routing lives in the service.
+Errors become HTTP in one place (`_error_response`). Every `/v1` response carries
+`X-Request-ID`; routed ones also `X-Routed-Backend`, `X-Routed-Model` and `X-Route-Reason`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from router import request as req
+from router.backends.base import StreamBroken
+from router.logs import request_id_var
+from router.errors import (BadRequest, BodyTooLarge, Forbidden, RateLimited, RouterError,
+                           Unauthorized, body_for, error_body)
+from router.service import PassThrough, RouterService
+from router.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE: web.AppKey[RouterService] = web.AppKey("service", RouterService)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+               "X-Accel-Buffering": "no"}
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def _error_response(exc: RouterError, request_id: str | None = None) -> web.Response:
+    headers = dict(exc.headers)
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    if isinstance(exc, PassThrough):
+        return web.Response(body=exc.raw, status=exc.status, headers=headers,
+                            content_type="application/json")
+    return json_response(body_for(exc), exc.status, headers)
+
+
+class RateLimiter:
+    """Fixed one-minute windows per client name. Loop-only."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._windows: dict[str, tuple[int, int]] = {}
+
+    def check(self, client: str) -> None:
+        if self.per_minute <= 0:
+            return
+        window = int(time.monotonic() // 60)
+        start, count = self._windows.get(client, (window, 0))
+        if start != window:
+            start, count = window, 0
+        if count >= self.per_minute:
+            retry = str(60 - int(time.monotonic() % 60))
+            raise RateLimited(f"Rate limit of {self.per_minute} requests per minute reached for "
+                              f"'{client}'; retry in {retry}s.", headers={"Retry-After": retry})
+        self._windows[client] = (start, count + 1)
+
+
+def _bearer(request: web.Request) -> str | None:
+    value = request.headers.get("Authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _client_name(request: web.Request, keys: dict[str, str]) -> str | None:
+    """The API key's name; raises Unauthorized when keys are set and none matches."""
+    if not keys:
+        return None
+    token = _bearer(request)
+    if token is None:
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+    for key, name in keys.items():
+        if hmac.compare_digest(token.encode(), key.encode()):
+            return name
+    raise Unauthorized("Invalid API key.")
+
+
+class Api:
+    """Route handlers bound to one service."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limit_rpm)
+
+    async def _read_body(self, request: web.Request, endpoint: str) -> dict[str, Any]:
+        length = request.content_length
+        limit = self.settings.max_body_bytes
+        if length is not None and length > limit:
+            raise BodyTooLarge(f"Request body is {length} bytes; the limit is {limit} bytes.")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.") from None
+        return req.parse_body(raw, endpoint)
+
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        service = request.app[SERVICE]
+        endpoint = request.path
+        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        request_id_var.set(request_id)
+        try:
+            client = _client_name(request, self.settings.api_keys)
+            self.limiter.check(client or request.remote or "anonymous")
+            body = await self._read_body(request, endpoint)
+        except RouterError as exc:
+            service.metrics.rejected.labels(str(exc.status)).inc()
+            return _error_response(exc, request_id)
+        row = service.new_row(request_id=request_id, source="api", client=client,
+                                   endpoint=endpoint, body=body)
+        try:
+            routed = await service.open(endpoint, body, row, request.headers)
+        except RouterError as exc:
+            response = _error_response(exc, request_id)
+            if row.get("backend"):
+                response.headers["X-Routed-Backend"] = row["backend"]
+            return response
+        headers = {"X-Request-ID": request_id, "X-Routed-Backend": routed.backend,
+                   "X-Routed-Model": routed.model, "X-Route-Reason": routed.reason}
+        if not body.get("stream"):
+            rest = b"".join([chunk async for chunk in routed.rest()])
+            await routed.finish(routed.upstream.status)
+            return web.Response(body=routed.first + rest, status=routed.upstream.status,
+                                headers={**headers, "Content-Type": routed.upstream.content_type})
+        response = web.StreamResponse(status=routed.upstream.status, headers={**headers, **SSE_HEADERS})
+        status, error = 200, None
+        try:
+            await response.prepare(request)
+            await response.write(routed.first)
+            async for chunk in routed.rest():
+                await response.write(chunk)
+        except StreamBroken as exc:
+            status, error = 502, str(exc)
+            event = error_body(f"The backend failed mid-stream: {exc}", "server_error", "stream_error")
+            try:
+                await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+            except (ConnectionResetError, RuntimeError):
+                pass
+        except (ConnectionResetError, asyncio.CancelledError):
+            await routed.finish(499, "client disconnected mid-stream")
+            raise
+        await routed.finish(status, error)
+        await response.write_eof()
+        return response
+
+    async def route(self, request: web.Request) -> web.Response:
+        service = request.app[SERVICE]
+        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        try:
+            _client_name(request, self.settings.api_keys)
+            body = await self._read_body(request, "/v1/chat/completions")
+            planned = await service.plan("/v1/chat/completions", body, request.headers)
+        except RouterError as exc:
+            return _error_response(exc, request_id)
+        return json_response(planned.as_json(service.model_for(planned)),
+                             headers={"X-Request-ID": request_id})
+
+    async def models(self, request: web.Request) -> web.Response:
+        service = request.app[SERVICE]
+        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        try:
+            _client_name(request, self.settings.api_keys)
+        except RouterError as exc:
+            return _error_response(exc, request_id)
+        created = int(time.time())
+        data = [{"id": "auto", "object": "model", "created": created, "owned_by": "local-ai-router"}]
+        for alias, target in sorted(self.settings.model_aliases.items()):
+            data.append({"id": alias, "object": "model", "created": created,
+                         "owned_by": f"local-ai-router:{target.partition(':')[0]}"})
+        for name, state in service.registry.states.items():
+            for model in state.models:
+                entry: dict[str, Any] = {"id": model.id, "object": "model", "created": created,
+                                         "owned_by": name}
+                if model.max_model_len:
+                    entry["max_model_len"] = model.max_model_len
+                data.append(entry)
+        return json_response({"object": "list", "data": data}, headers={"X-Request-ID": request_id})
+
+    async def health(self, _request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def status(self, request: web.Request) -> web.Response:
+        service = request.app[SERVICE]
+        return json_response(service.status())
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        service = request.app[SERVICE]
+        m = service.metrics
+        m.gaming_mode.set(1 if service.gaming.enabled else 0)
+        for name, state in service.registry.states.items():
+            m.backend_up.labels(name).set(1 if state.healthy else 0)
+        return web.Response(body=m.render(), content_type="text/plain", charset="utf-8")
+
+    def _admin(self, request: web.Request) -> None:
+        token = self.settings.admin_token
+        if not token:
+            raise Forbidden("Admin endpoints are disabled: set ROUTER_ADMIN_TOKEN.")
+        given = _bearer(request)
+        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+            raise Unauthorized("Missing or wrong admin token (Authorization: Bearer $ROUTER_ADMIN_TOKEN).")
+
+    async def gaming_mode(self, request: web.Request) -> web.Response:
+        service = request.app[SERVICE]
+        try:
+            self._admin(request)
+            if request.method == "GET":
+                return json_response({"enabled": service.gaming.enabled})
+            try:
+                payload = orjson.loads(await request.read())
+            except orjson.JSONDecodeError:
+                raise BadRequest("Body must be JSON like {\"enabled\": true}.") from None
+            if not isinstance(payload, dict) or not isinstance(payload.get("enabled"), bool):
+                raise BadRequest("Body must be JSON like {\"enabled\": true}.", param="enabled")
+            actor = request.headers.get("X-Actor", "admin-api")[:100]
+            change = await service.gaming.set(payload["enabled"], actor, "admin")
+        except RouterError as exc:
+            return _error_response(exc)
+        return json_response({"enabled": change.enabled, "applied": change.applied,
+                              "message": change.message})
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown routes and unexpected failures still answer in OpenAI's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
+        return json_response(error_body(f"{exc.reason}: {request.method} {request.path}",
+                                        "invalid_request_error", code), exc.status)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response(error_body("Internal router error; see the router log.",
+                                        "server_error", "internal_error"), 500)
+
+
+def add_routes(app: web.Application, settings: Settings) -> None:
+    api = Api(settings)
+    app.router.add_post("/v1/chat/completions", api.proxy)
+    app.router.add_post("/v1/completions", api.proxy)
+    app.router.add_post("/v1/embeddings", api.proxy)
+    app.router.add_post("/v1/route", api.route)
+    app.router.add_get("/v1/models", api.models)
+    app.router.add_get("/health", api.health)
+    app.router.add_get("/status", api.status)
+    app.router.add_get("/metrics", api.metrics)
+    app.router.add_route("GET", "/admin/gaming-mode", api.gaming_mode)
+    app.router.add_route("POST", "/admin/gaming-mode", api.gaming_mode)

@@ -1,0 +1,350 @@
+"""The in-process router: decide where a request goes, open it with fallback, log the decision.
+
+`RouterService` is shared by the HTTP endpoint and the Mattermost bot (no HTTP hop to itself).
+`open()` returns a `Routed` once a backend has produced its first bytes; until then a failing
+candidate (refused, timed out, 5xx, 429) is skipped for the next one. The caller streams the
+rest and calls `Routed.finish()` exactly once; every routed request gets one decision row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from router import request as req
+from router import tokens
+from router.backends.base import Backend, StreamBroken, Upstream, UpstreamError
+from router.decision_log import DecisionLog
+from router.errors import NoBackendAvailable, RateLimited, RouterError, UpstreamFailed
+from router.gaming import GamingMode
+from router.metrics import Metrics
+from router.policy import Decision, Features, decide, is_complex
+from router.registry import BackendRegistry
+from router.settings import Settings
+from router.usage import UsageMeter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Planned:
+    """A routing decision for one request, before anything is sent."""
+
+    body: dict[str, Any]
+    decision: Decision
+    target_backend: str | None
+    hint: str | None
+    estimated_tokens: int
+    force_big: bool
+    gaming_mode: bool
+
+    def as_json(self, model_for: dict[str, str]) -> dict[str, Any]:
+        return {
+            "backend": self.decision.backend,
+            "model": model_for.get(self.decision.backend or "", None),
+            "reason": self.decision.reason,
+            "estimated_tokens": self.estimated_tokens,
+            "gaming_mode": self.gaming_mode,
+            "force_big": self.force_big,
+            "candidates": list(self.decision.candidates),
+            "skipped": self.decision.skipped,
+        }
+
+
+@dataclass
+class Routed:
+    """An upstream answer that has produced its first bytes. Stream `rest`, then `finish`."""
+
+    service: RouterService
+    row: dict[str, Any]
+    upstream: Upstream
+    first: bytes
+    backend: str
+    model: str
+    reason: str
+    started: float
+    meter: UsageMeter = field(default_factory=UsageMeter)
+    _done: bool = False
+
+    async def rest(self) -> AsyncIterator[bytes]:
+        async for chunk in self.upstream.chunks:
+            self.meter.feed(chunk)
+            yield chunk
+
+    async def finish(self, status: int, error: str | None = None) -> None:
+        """Release the upstream and record the decision row. Idempotent."""
+        if self._done:
+            return
+        self._done = True
+        await self.upstream.release()
+        self.service.finish_row(self.row, status, error, self.started,
+                                self.meter.prompt_tokens, self.meter.completion_tokens)
+
+
+class RouterService:
+    """The router's core. One per process; all methods run on the event loop."""
+
+    def __init__(self, settings: Settings, registry: BackendRegistry, gaming: GamingMode,
+                 decisions: DecisionLog, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.gaming = gaming
+        self.decisions = decisions
+        self.metrics = metrics or Metrics()
+
+    # -- deciding --------------------------------------------------------------------------
+
+    async def plan(self, endpoint: str, body: dict[str, Any],
+                   headers: Mapping[str, str] | None = None) -> Planned:
+        """Decide where `body` goes (pure routing, no upstream I/O). Raises RouterError."""
+        headers = headers or {}
+        model = body.get("model")
+        target = req.resolve_target(model, self.settings.model_aliases,
+                                    self.registry.served_models())
+        tagged = req.strip_force_big(body) if endpoint == "/v1/chat/completions" else False
+        force_big = tagged or req.force_big_header(headers) or model in req.FORCE_BIG_MODELS
+        estimated = await tokens.estimate(body, self.settings.image_token_budget)
+        features = Features(
+            target=target.backend, estimated_tokens=estimated, max_tokens=req.max_tokens(body),
+            force_big=force_big, gaming_mode=self.gaming.enabled,
+            complex_task=estimated >= self.settings.complex_task_min_tokens and is_complex(
+                req.last_user_text(body), len(body.get("messages") or ()), bool(body.get("tools"))),
+        )
+        decision = decide(features, self.registry.views(), self.settings.small_token_threshold,
+                          self.settings.medium_token_threshold)
+        return Planned(body, decision, target.backend, target.hint, estimated, force_big,
+                       features.gaming_mode)
+
+    def model_for(self, planned: Planned) -> dict[str, str]:
+        """The backend model id each candidate would get."""
+        out: dict[str, str] = {}
+        for name in planned.decision.candidates:
+            state = self.registry.get(name)
+            if state is not None:
+                hint = planned.hint if name == planned.target_backend else None
+                out[name] = state.client.resolve_model(hint, state.models)
+        return out
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def new_row(self, *, request_id: str | None, source: str, client: str | None,
+                endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        model = body.get("model")
+        return {
+            "request_id": request_id or uuid.uuid4().hex, "source": source, "client": client,
+            "endpoint": endpoint, "requested_model": model if isinstance(model, str) else None,
+            "stream": bool(body.get("stream")), "fallback_attempts": 0,
+        }
+
+    async def open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
+                   headers: Mapping[str, str] | None = None) -> Routed:
+        """Plan and open the request, falling back before the first byte.
+
+        Raises RouterError; in that case the decision row is already recorded.
+        """
+        started = time.perf_counter()
+        try:
+            planned = await self.plan(endpoint, body, headers)
+        except RouterError as exc:
+            self.finish_row(row, exc.status, exc.message, started)
+            raise
+        row.update(reason=planned.decision.reason, estimated_tokens=planned.estimated_tokens,
+                   gaming_mode=planned.gaming_mode, force_big=planned.force_big)
+        if planned.decision.backend is None:
+            exc = NoBackendAvailable(planned.decision.why_none() + ".")
+            self.finish_row(row, exc.status, exc.message, started)
+            raise exc
+        failures: list[str] = []
+        last: UpstreamError | None = None
+        stream = bool(body.get("stream"))
+        for attempt, name in enumerate(planned.decision.candidates):
+            state = self.registry.get(name)
+            assert state is not None
+            hint = planned.hint if name == planned.target_backend else None
+            model = state.client.resolve_model(hint, state.models)
+            row.update(backend=name, backend_model=model, fallback_attempts=attempt)
+            out_headers = {"X-Request-ID": row["request_id"]}
+            if name == "3090" and planned.force_big:
+                out_headers["X-Force-Big"] = "true"
+            try:
+                upstream, first = await asyncio.wait_for(
+                    self._first_bytes(state.client, endpoint, {**body, "model": model},
+                                      stream, out_headers),
+                    self.settings.first_byte_timeout)
+            except asyncio.TimeoutError:
+                last = UpstreamError(f"backend {name} sent nothing within "
+                                     f"{self.settings.first_byte_timeout:g}s")
+            except UpstreamError as exc:
+                last = exc
+            else:
+                row["ttft_ms"] = round((time.perf_counter() - started) * 1000, 2)
+                if attempt:
+                    row["reason"] = planned.decision.reason
+                routed = Routed(self, row, upstream, first, name, model, planned.decision.reason,
+                                started)
+                routed.meter.feed(first)
+                return routed
+            failures.append(f"{name}: {last.message}")
+            self.metrics.fallbacks.labels(name).inc()
+            if not last.retriable:
+                break
+            if last.status is None or last.status >= 500:
+                self.registry.report_failure(name, last.message)
+            log.warning("request %s: %s; trying the next candidate", row["request_id"], last.message)
+        assert last is not None
+        error = self._upstream_error(last, failures)
+        self.finish_row(row, error.status, "; ".join(failures), started)
+        raise error
+
+    async def _first_bytes(self, client: Backend, endpoint: str, body: dict[str, Any],
+                           stream: bool, headers: dict[str, str]) -> tuple[Upstream, bytes]:
+        upstream = await client.send(endpoint, body, stream=stream, headers=headers)
+        try:
+            first = await anext(upstream.chunks, b"")
+        except StreamBroken as exc:
+            await upstream.release()
+            raise UpstreamError(str(exc)) from None
+        except BaseException:
+            await upstream.release()
+            raise
+        if not first:
+            await upstream.release()
+            raise UpstreamError(f"backend {client.name} closed the response without a body")
+        return upstream, first
+
+    @staticmethod
+    def _upstream_error(last: UpstreamError, failures: list[str]) -> RouterError:
+        if not last.retriable and last.status is not None and last.body:
+            return PassThrough(last.status, last.body, last.message)
+        if last.status == 429:
+            return RateLimited("Every candidate backend is rate limited: " + "; ".join(failures) + ".",
+                               headers={"Retry-After": last.retry_after or "5"})
+        return UpstreamFailed("No backend could serve this request: " + "; ".join(failures) + ".",
+                              status=503)
+
+    # -- logging ---------------------------------------------------------------------------
+
+    def finish_row(self, row: dict[str, Any], status: int, error: str | None, started: float,
+                   prompt_tokens: int | None = None, completion_tokens: int | None = None) -> None:
+        elapsed = time.perf_counter() - started
+        row.update(status_code=status, error=error, latency_ms=round(elapsed * 1000, 2),
+                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        self.decisions.record(**row)
+        backend = row.get("backend") or "none"
+        self.metrics.requests.labels(backend, row.get("reason") or "none", str(status)).inc()
+        self.metrics.latency.labels(backend).observe(elapsed)
+        if row.get("ttft_ms") is not None:
+            self.metrics.ttft.labels(backend).observe(row["ttft_ms"] / 1000)
+        if prompt_tokens:
+            self.metrics.tokens.labels(backend, "prompt").inc(prompt_tokens)
+        if completion_tokens:
+            self.metrics.tokens.labels(backend, "completion").inc(completion_tokens)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        backends = []
+        for name, state in self.registry.states.items():
+            backends.append({
+                "name": name, "url": state.client.url, "healthy": state.healthy,
+                "gated": name == "3090" and self.gaming.enabled,
+                "models": [{"id": m.id, "max_model_len": m.max_model_len} for m in state.models],
+                "latency_ms": state.latency_ms, "last_error": state.last_error,
+            })
+        return {
+            "gaming_mode": self.gaming.enabled,
+            "small_token_threshold": self.settings.small_token_threshold,
+            "medium_token_threshold": self.settings.medium_token_threshold,
+            "backends": backends,
+            "decision_log": {"queued": self.decisions.depth, "written": self.decisions.written,
+                             "dropped": self.decisions.dropped},
+        }
+
+    # -- chat for the bot ------------------------------------------------------------------
+
+    async def chat_stream(self, messages: list[dict[str, Any]], *, model: str = "auto",
+                          source: str = "bot", client: str | None = None,
+                          request_id: str | None = None) -> AsyncIterator[ChatChunk]:
+        """Stream a chat answer through the router (same rules, fallback and log as the API).
+
+        Yields ChatChunk(text, backend, model); raises RouterError before the first chunk or
+        StreamBroken mid-answer (the row records it either way).
+        """
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
+                                "stream_options": {"include_usage": True}}
+        row = self.new_row(request_id=request_id, source=source, client=client,
+                           endpoint="/v1/chat/completions", body=body)
+        routed = await self.open("/v1/chat/completions", body, row)
+        parser = SSEText()
+        try:
+            for text in parser.feed(routed.first):
+                yield ChatChunk(text, routed.backend, routed.model, routed.reason)
+            async for chunk in routed.rest():
+                for text in parser.feed(chunk):
+                    yield ChatChunk(text, routed.backend, routed.model, routed.reason)
+            if parser.error:
+                raise StreamBroken(parser.error)
+        except StreamBroken as exc:
+            await routed.finish(502, str(exc))
+            raise
+        except BaseException:
+            await routed.finish(499, "cancelled by the caller")
+            raise
+        await routed.finish(200)
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    text: str
+    backend: str
+    model: str
+    reason: str
+
+
+class SSEText:
+    """Incremental parser of an OpenAI chat SSE stream into content deltas."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self.error: str | None = None
+
+    def feed(self, chunk: bytes) -> list[str]:
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        out: list[str] = []
+        for line in lines:
+            line = line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                continue
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and event.get("error"):
+                error = event["error"]
+                self.error = error.get("message") if isinstance(error, dict) else str(error)
+                continue
+            for choice in event.get("choices") or ():
+                delta = (choice.get("delta") or {}).get("content")
+                if delta:
+                    out.append(delta)
+        return out
+
+
+class PassThrough(RouterError):
+    """A backend's own non-retriable error (e.g. 400), passed to the client as it sent it."""
+
+    def __init__(self, status: int, body: bytes, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.raw = body

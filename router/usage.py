@@ -1,0 +1,48 @@
+"""Token usage read off a response as it passes through, at almost no cost per chunk.
+
+Non-streaming bodies carry `usage`; streams carry it in their last event when the client asked
+for `stream_options.include_usage`. Otherwise completion tokens are counted as content events
+(vLLM sends one token per event), so the decision log always has a figure.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class UsageMeter:
+    """Feed every body chunk in order; read `prompt_tokens` / `completion_tokens` at the end."""
+
+    __slots__ = ("prompt_tokens", "completion_tokens", "_events", "_reported")
+
+    def __init__(self) -> None:
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self._events = 0
+        self._reported = False
+
+    def feed(self, chunk: bytes) -> None:
+        if chunk.startswith(b"{"):  # a whole JSON body
+            self._from_json(chunk)
+            return
+        self._events += chunk.count(b"data: {")
+        if b'"usage":{' in chunk or b'"usage": {' in chunk:
+            for line in chunk.split(b"\n"):
+                if line.startswith(b"data:") and (b'"usage":{' in line or b'"usage": {' in line):
+                    self._from_json(line[5:].strip())
+        if not self._reported:
+            self.completion_tokens = self._events or None
+
+    def _from_json(self, data: bytes) -> None:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        usage = payload.get("usage") if isinstance(payload, dict) else None
+        if isinstance(usage, dict):
+            prompt = usage.get("prompt_tokens")
+            completion = usage.get("completion_tokens")
+            self.prompt_tokens = prompt if isinstance(prompt, int) else self.prompt_tokens
+            if isinstance(completion, int):
+                self.completion_tokens = completion
+                self._reported = True

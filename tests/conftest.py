@@ -1,0 +1,89 @@
+"""Shared fixtures: fake upstreams and in-process routers on free loopback ports."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from router.app import create_app
+from router.server import SERVICE
+from router.service import RouterService
+from router.settings import Settings
+from tests.fakes.upstream import FakeUpstream
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningRouter:
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+    settings: Settings
+
+    @property
+    def service(self) -> RouterService:
+        return self.app[SERVICE]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[dict[str, FakeUpstream]]:
+    fakes = {
+        "3070": await FakeUpstream("qwen2.5-7b-instruct-awq", 32768).start(),
+        "3090": await FakeUpstream("qwen2.5-14b-instruct-awq", 32768, gaming_mode=False).start(),
+        "opencode": await FakeUpstream("glm-4.6", None).start(),
+    }
+    yield fakes
+    for fake in fakes.values():
+        await fake.stop()
+
+
+RouterFactory = Callable[..., Awaitable[RunningRouter]]
+
+
+@pytest.fixture
+async def make_router(tmp_path: Path) -> AsyncIterator[RouterFactory]:
+    started: list[RunningRouter] = []
+
+    async def factory(env: dict[str, str] | None = None, plugins: Any = (), **overrides: Any) -> RunningRouter:
+        port = free_port()
+        base = {"DATABASE_URL": f"sqlite:///{tmp_path}/router.db", "LOCAL_3070_URL": "",
+                "HEALTH_CHECK_INTERVAL": "3600", "ROUTER_PORT": str(port)}
+        settings = Settings.from_env({**base, **(env or {})}, **overrides)
+        app = create_app(settings, plugins)
+        runner = web.AppRunner(app, shutdown_timeout=2)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        router = RunningRouter(f"http://127.0.0.1:{port}", app, runner, settings)
+        started.append(router)
+        return router
+
+    yield factory
+    for router in started:
+        await router.runner.cleanup()
+
+
+def backend_env(upstreams: dict[str, FakeUpstream], *names: str) -> dict[str, str]:
+    """Env pointing the router at the named fake upstreams (default: all three)."""
+    names = names or ("3070", "3090", "opencode")
+    env = {"LOCAL_3070_URL": "", "OPENCODE_API": "openai"}
+    if "3070" in names:
+        env["LOCAL_3070_URL"] = upstreams["3070"].url
+    if "3090" in names:
+        env["GAMING_PC_URL"] = upstreams["3090"].url
+    if "opencode" in names:
+        env["OPENCODE_URL"] = upstreams["opencode"].url
+    return env
