@@ -80,11 +80,15 @@ class BackendRegistry:
         return self._served
 
     async def check_all(self) -> None:
-        """Check every backend concurrently and apply the results."""
+        """Check every backend concurrently, apply the results, and wait for the listeners."""
         names = list(self.states)
         reports = await asyncio.gather(*(self.states[n].client.check_health() for n in names))
+        before = set(self._tasks)
         for name, report in zip(names, reports):
             self.apply(name, report)
+        spawned = self._tasks - before
+        if spawned:
+            await asyncio.wait(spawned)
 
     def apply(self, name: str, report: HealthReport) -> None:
         state = self.states[name]

@@ -87,3 +87,15 @@ def backend_env(upstreams: dict[str, FakeUpstream], *names: str) -> dict[str, st
     if "opencode" in names:
         env["OPENCODE_URL"] = upstreams["opencode"].url
     return env
+
+
+async def decision_rows(router: RunningRouter) -> list[Any]:
+    """Every decision row of `router`'s database, oldest first (after flushing the queue)."""
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from router.models import Decision
+
+    await router.service.decisions.flush()
+    with Session(router.service.engine) as session:  # type: ignore[attr-defined]
+        return list(session.exec(select(Decision).order_by(Decision.id)).scalars())  # type: ignore[call-overload,arg-type]
