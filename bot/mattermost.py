@@ -74,12 +74,13 @@ PostedHandler = Callable[[PostedEvent], Coroutine[Any, Any, None]]
 
 
 def _decode(result: Any, what: str) -> Any:
-    """Return JSON from a driver result, which is raw `requests.Response` on a loose Content-Type."""
+    """JSON of a driver result (a raw `requests.Response` when Content-Type is not exact)."""
     if isinstance(result, requests.Response):
         try:
             return result.json()
         except ValueError as exc:
-            raise MattermostRequestError(f"Mattermost answered {what} with a non-JSON body.") from exc
+            raise MattermostRequestError(
+                f"Mattermost answered {what} with a non-JSON body.") from exc
     return result
 
 
@@ -129,6 +130,7 @@ class MattermostAdapter:
         self._connected = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._session_task: asyncio.Task[None] | None = None
+        self._authenticated = False
         self._listening = False
         self._listen_done = asyncio.Event()
         self._listen_done.set()
@@ -184,8 +186,8 @@ class MattermostAdapter:
 
     async def patch_post(self, post_id: str, message: str) -> Post:
         """Replace the message of one of the bot's posts (used to stream replies)."""
-        result = await self._call("patch post", self._driver.posts.patch_post, quote(post_id, safe=""),
-                                  {"message": message})
+        result = await self._call("patch post", self._driver.posts.patch_post,
+                                  quote(post_id, safe=""), {"message": message})
         return Post.from_api(_expect_dict(result, "patch post"))
 
     async def get_thread(self, post_id: str) -> list[Post]:
@@ -253,6 +255,7 @@ class MattermostAdapter:
         the authentication challenge within `connect_timeout`), it waits `reconnect_initial`
         seconds, doubling up to `reconnect_max`; an authenticated session resets the delay.
         Returns after `close()`; the bot's own posts are delivered too (filter on `bot.id`).
+        Cancelling `listen()` stops the websocket; `close()` also ends the handler tasks.
         """
         if self._listening:
             raise MattermostError("listen() is already running on this Mattermost adapter.")
@@ -265,28 +268,32 @@ class MattermostAdapter:
             while not self._closing.is_set():
                 session = asyncio.create_task(self._session(handler), name="mattermost-websocket")
                 self._session_task = session
-                authenticated = False
+                self._authenticated = False
                 try:
-                    authenticated = await session
+                    await session
                     reason = "was closed by the server"
                 except asyncio.CancelledError:
                     current = asyncio.current_task()
                     if self._closing.is_set() and not (current and current.cancelling()):
-                        break
+                        break  # close() cancelled the session, not our caller
                     session.cancel()
+                    await asyncio.wait([session])
                     raise
                 except MattermostAuthError as exc:
                     reason = f"authentication failed ({exc})"
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException,
                         MattermostError) as exc:
                     reason = f"failed ({type(exc).__name__}: {exc})"
+                except Exception as exc:  # a supervisor loop: log it loudly, then retry
+                    reason = f"failed unexpectedly ({type(exc).__name__}: {exc})"
+                    log.exception("Unexpected error in the Mattermost websocket session.")
                 if self._closing.is_set():
                     break
                 self.drops += 1
                 self.last_error = reason
-                if authenticated:
+                if self._authenticated:
                     delay = cfg.reconnect_initial
-                log.warning("Mattermost websocket %s; reconnecting in %.1fs.", reason, delay)
+                log.warning("Mattermost websocket %s; reconnecting in %.2fs.", reason, delay)
                 try:
                     async with asyncio.timeout(delay):
                         await self._closing.wait()
@@ -299,10 +306,9 @@ class MattermostAdapter:
             self._listening = False
             self._listen_done.set()
 
-    async def _session(self, handler: PostedHandler) -> bool:
-        """One websocket connection; returns whether it authenticated, on a clean close."""
+    async def _session(self, handler: PostedHandler) -> None:
+        """One websocket connection, until it closes; sets `_authenticated` after the hello."""
         cfg = self._config
-        authenticated = False
         async with ws_connect(
             self._ws_url,
             ssl=self._ssl_context(),
@@ -311,13 +317,12 @@ class MattermostAdapter:
             ping_timeout=cfg.ping_timeout,
             close_timeout=cfg.close_timeout,
             max_size=cfg.max_message_bytes,
-            proxy=None,
         ) as ws:
             self._ws = ws
             try:
                 async with asyncio.timeout(cfg.connect_timeout):
                     await self._authenticate(ws, handler)
-                authenticated = True
+                self._authenticated = True
                 self._connected.set()
                 log.info("Mattermost websocket connected to %s.", self._ws_url)
                 async for raw in ws:
@@ -325,7 +330,6 @@ class MattermostAdapter:
             finally:
                 self._connected.clear()
                 self._ws = None
-        return authenticated
 
     async def _authenticate(self, ws: ClientConnection, handler: PostedHandler) -> None:
         """Send the token challenge; done when both the OK reply and the hello event arrived."""

@@ -90,7 +90,8 @@ class MattermostConfig:
         try:
             _ = parts.port
         except ValueError as exc:
-            raise MattermostConfigError(f"MATTERMOST_URL has an invalid port: {self.url!r}.") from exc
+            raise MattermostConfigError(
+                f"MATTERMOST_URL has an invalid port: {self.url!r}.") from exc
         if not self.token:
             raise MattermostConfigError("MATTERMOST_TOKEN must not be empty.")
         for name in ("request_timeout", "connect_timeout", "ping_interval", "ping_timeout",
@@ -213,7 +214,8 @@ class PostedEvent:
         if not isinstance(post_obj, Mapping):
             raise TypeError("posted event data.post is not an object")
         raw_mentions = data.get("mentions") or "[]"
-        mentions = json.loads(raw_mentions) if isinstance(raw_mentions, (str, bytes)) else raw_mentions
+        mentions = (json.loads(raw_mentions) if isinstance(raw_mentions, (str, bytes))
+                    else raw_mentions)
         if not isinstance(mentions, list):
             raise TypeError("posted event data.mentions is not a list")
         return cls(

@@ -185,6 +185,11 @@ class Settings:
         for env_name, value in merged.items():
             attr, parse = _PARSERS[env_name]
             values[attr] = parse(env_name, value)
+        if "mattermost_ca_file" not in values:
+            # Private CAs: the bot honours the standard variables for REST and websocket alike.
+            ca_file = env.get("REQUESTS_CA_BUNDLE") or env.get("SSL_CERT_FILE")
+            if ca_file:
+                values["mattermost_ca_file"] = ca_file
         values.update(overrides)
         settings = cls(**values)
         settings._validate()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 
 import pytest
 
@@ -263,15 +264,47 @@ async def test_reconnect_after_abnormal_close(listener: Listener, world: World) 
     await _assert_receives(listener, world, "after abort")
 
 
-async def test_reconnect_after_refused_connections(listener: Listener, world: World) -> None:
+async def test_reconnect_after_refused_connections(
+        listener: Listener, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.mattermost")
     await world.server.refuse_connections()
-    await eventually(lambda: listener.adapter.drops >= 3)
+    await eventually(lambda: listener.adapter.drops >= 5)
     assert not listener.adapter.connected
     assert "ConnectionRefusedError" in listener.adapter.last_error
+    # Backoff: initial after the authenticated session dropped, then doubling up to the cap.
+    delays = [float(m) for m in re.findall(r"reconnecting in ([0-9.]+)s", caplog.text)]
+    assert delays[:5] == [0.05, 0.1, 0.2, 0.2, 0.2]
     await world.server.accept_connections()
     await world.server.wait_for_sessions(2)
     await listener.adapter.wait_connected(5.0)
     await _assert_receives(listener, world, "after refusal")
+    # An authenticated session resets the backoff, whatever way it ends.
+    caplog.clear()
+    world.server.abort_websockets()
+    await world.server.wait_for_sessions(3)
+    assert re.findall(r"reconnecting in ([0-9.]+)s", caplog.text) == ["0.05"]
+
+
+async def test_websocket_auth_failure_is_retried(listener: Listener, world: World) -> None:
+    world.server.reject_websocket_auth = True
+    world.server.abort_websockets()
+    await world.server.wait_until(lambda: world.server.auth_failures >= 2)
+    await eventually(lambda: "authentication failed" in listener.adapter.last_error)
+    world.server.reject_websocket_auth = False
+    await world.server.wait_for_sessions(2)
+    await listener.adapter.wait_connected(5.0)
+    await _assert_receives(listener, world, "after auth failure")
+
+
+async def test_cancelling_listen_stops_the_session(adapter: MattermostAdapter,
+                                                   world: World) -> None:
+    listener = await start_listener(adapter)
+    listener.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await listener.task
+    assert not adapter.connected
+    names = {t.get_name() for t in asyncio.all_tasks() if not t.done()}
+    assert "mattermost-websocket" not in names
 
 
 async def test_reconnect_after_hung_server(listener: Listener, world: World) -> None:

@@ -6,11 +6,13 @@ websocket `authentication_challenge` → `{"status": "OK", "seq_reply": 1}` → 
 and `posted` events whose `data.post` and `data.mentions` are JSON strings. Every response has
 `Content-Type: application/json` exactly, as the real server (and mattermostdriver) expect.
 
-Test controls: `add_user`, `add_channel`, `direct_channel`, `inject_post`; records `rest_calls`,
-`edits`, `typing`, `reactions`; waiting helpers `wait_for_post`, `wait_for_edit`,
-`wait_for_rest_call`, `wait_for_sessions`, `wait_until`; faults `close_websockets` (clean),
-`abort_websockets` (abnormal), `refuse_connections`/`accept_connections`, `hang`/`unhang`, and
-`restart`. Runs in the test's event loop: the code under test must not block the loop.
+Test controls: `add_user`, `add_channel`, `direct_channel`, `inject_post`, `thread_posts`;
+records `posts`, `rest_calls`, `edits`, `typing`, `reactions`, `sessions_opened`, `ws_attempts`,
+`auth_failures`; waiting helpers `wait_until`, `wait_for_post`, `wait_for_edit`,
+`wait_for_rest_call`, `wait_for_sessions`, `wait_for_ws_attempts`; faults `close_websockets`
+(clean), `abort_websockets` (abnormal), `refuse_connections`/`accept_connections`,
+`hang`/`unhang`, `restart`, `reject_websocket_auth`, `content_type`. It runs in the test's event
+loop, so the code under test must not block the loop.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import trustme
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -54,7 +56,8 @@ class FakeUser:
 
     def to_api(self) -> dict[str, Any]:
         return {"id": self.id, "username": self.username, "is_bot": self.is_bot,
-                "first_name": "", "last_name": "", "nickname": "", "email": f"{self.username}@x.test",
+                "first_name": "", "last_name": "", "nickname": "",
+                "email": f"{self.username}@example.test",
                 "roles": "system_user", "locale": "en", "create_at": 0, "update_at": 0,
                 "delete_at": 0}
 
@@ -103,7 +106,20 @@ class _Conn:
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": JSON})
+    return web.Response(body=json.dumps(data).encode(), status=status,
+                        headers={"Content-Type": JSON})
+
+
+INVALID_PARAM = "api.context.invalid_param.app_error"
+
+
+def _no_channel() -> web.Response:
+    return _error(404, "Unable to find the existing channel.", "app.channel.get.existing.app_error")
+
+
+def _no_team() -> web.Response:
+    return _error(404, "Unable to find the existing team.",
+                  "app.team.get_by_name.missing.app_error")
 
 
 def _error(status: int, message: str, error_id: str) -> web.Response:
@@ -129,6 +145,10 @@ class FakeMattermostServer:
         """Authenticated websocket sessions so far (a reconnect adds one)."""
         self.ws_attempts = 0
         """Websocket upgrade requests received so far (including hung ones)."""
+        self.auth_failures = 0
+        """Websocket authentication challenges answered with FAIL."""
+        self.reject_websocket_auth = False
+        """Answer every websocket authentication challenge with FAIL (REST still works)."""
         self.content_type = JSON
         """Override to test clients against a looser Content-Type (the driver compares exactly)."""
         self._conns: set[_Conn] = set()
@@ -152,7 +172,7 @@ class FakeMattermostServer:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._port}"
 
-    async def __aenter__(self) -> FakeMattermostServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -408,7 +428,7 @@ class FakeMattermostServer:
         body = await self._body(request)
         channel = self.channels.get(str(body.get("channel_id", "")))
         if channel is None:
-            return _error(400, "Invalid channel_id parameter.", "api.context.invalid_param.app_error")
+            return _error(400, "Invalid channel_id parameter.", INVALID_PARAM)
         self.typing.append({"user_id": me.id, "channel_id": channel.id,
                             "parent_id": body.get("parent_id", ""), "monotonic": time.monotonic()})
         await self._broadcast(channel, "typing",
@@ -421,11 +441,10 @@ class FakeMattermostServer:
         body = await self._body(request)
         channel = self.channels.get(str(body.get("channel_id", "")))
         if channel is None or not isinstance(body.get("message"), str):
-            return _error(400, "Invalid channel_id or message parameter.",
-                          "api.context.invalid_param.app_error")
+            return _error(400, "Invalid channel_id or message parameter.", INVALID_PARAM)
         root_id = str(body.get("root_id") or "")
         if root_id and root_id not in self.posts:
-            return _error(400, "Invalid RootId parameter.", "api.post.create_post.root_id.app_error")
+            return _error(400, "Invalid RootId parameter.", INVALID_PARAM)
         props = dict(body.get("props") or {})
         post = self._add_post(me, channel, body["message"], root_id, props)
         return _json(post, 201)
@@ -466,22 +485,22 @@ class FakeMattermostServer:
     async def _get_channel(self, request: web.Request) -> web.Response:
         channel = self.channels.get(request.match_info["id"])
         if channel is None:
-            return _error(404, "Unable to find the existing channel.", "app.channel.get.existing.app_error")
+            return _no_channel()
         return _json(channel.to_api())
 
     async def _channel_by_name(self, request: web.Request) -> web.Response:
         if request.match_info["team"] != self.team["name"]:
-            return _error(404, "Unable to find the existing team.", "app.team.get_by_name.missing.app_error")
+            return _no_team()
         name = request.match_info["channel"]
         channel = next((c for c in self.channels.values()
                         if c.name == name and c.team_id == self.team["id"]), None)
         if channel is None:
-            return _error(404, "Unable to find the existing channel.", "app.channel.get_by_name.missing.app_error")
+            return _no_channel()
         return _json(channel.to_api())
 
     async def _team_by_name(self, request: web.Request) -> web.Response:
         if request.match_info["team"] != self.team["name"]:
-            return _error(404, "Unable to find the existing team.", "app.team.get_by_name.missing.app_error")
+            return _no_team()
         return _json(self.team)
 
     async def _create_reaction(self, request: web.Request) -> web.Response:
@@ -489,7 +508,7 @@ class FakeMattermostServer:
         body = await self._body(request)
         post = self.posts.get(str(body.get("post_id", "")))
         if body.get("user_id") != me.id or post is None or not body.get("emoji_name"):
-            return _error(400, "Invalid reaction.", "api.context.invalid_param.app_error")
+            return _error(400, "Invalid reaction.", INVALID_PARAM)
         reaction = {"user_id": me.id, "post_id": post["id"], "emoji_name": body["emoji_name"],
                     "create_at": now_ms()}
         self.reactions.append(reaction)
@@ -592,11 +611,13 @@ class FakeMattermostServer:
         seq = msg.get("seq")
         if msg.get("action") == "authentication_challenge":
             user = self._user_for_token((msg.get("data") or {}).get("token"))
-            if user is None:
+            if user is None or self.reject_websocket_auth:
                 await conn.ws.send_str(json.dumps({
                     "status": "FAIL", "seq_reply": seq,
                     "error": {"id": "api.web_socket_router.bad_token.app_error",
                               "message": "Invalid token.", "status_code": 401}}))
+                self.auth_failures += 1
+                self._notify()
                 return
             conn.user = user
             await conn.ws.send_str(json.dumps({"status": "OK", "seq_reply": seq}))
