@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -32,6 +33,20 @@ def ensure_venv() -> None:
     STAMP.write_text(digest)
 
 
+def ensure_test_tools() -> None:
+    """System tools the suite drives for real: Debian's docker-compose (to check the compose file)."""
+    if shutil.which("docker-compose"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("dev.py: installing docker-compose (Debian package)", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "docker-compose"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    else:
+        print("dev.py: docker-compose is missing; install it (apt-get install docker-compose)",
+              flush=True)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test", "bench"}:
         print(__doc__)
@@ -43,6 +58,7 @@ def main(argv: list[str]) -> int:
         (ROOT / "data").mkdir(exist_ok=True)
         args = [str(VENV / "bin" / "local-ai-router"), "serve", *rest]
     elif cmd == "test":
+        ensure_test_tools()
         args = [str(PY), "-m", "pytest", "-q", *rest]
     else:
         args = [str(PY), "-m", "bench", *rest]
