@@ -89,14 +89,14 @@ def cmd_decisions(args: argparse.Namespace) -> int:
         rows = session.exec(select(Decision).order_by(Decision.id.desc()).limit(args.last)).all()  # type: ignore[union-attr,call-overload]
     table = Table(title=f"Last {len(rows)} routing decisions")
     for column in ("time", "request", "source", "client", "model", "backend", "reason", "tokens",
-                   "status", "fallbacks", "latency ms", "error"):
-        table.add_column(column, overflow="fold")
-    for (row,) in rows:
+                   "status", "fb", "ms", "error"):
+        table.add_column(column, no_wrap=column not in ("error", "client"))
+    for (row,) in reversed(rows):
         created: datetime = row.created_at
-        table.add_row(created.strftime("%H:%M:%S"), row.request_id[:8], row.source, row.client or "",
-                      row.requested_model or "auto", f"{row.backend or '-'} {row.backend_model or ''}",
+        table.add_row(created.strftime("%m-%d %H:%M:%S"), row.request_id[:8], row.source,
+                      row.client or "", row.requested_model or "auto", row.backend or "-",
                       row.reason or "", str(row.estimated_tokens or ""), str(row.status_code),
-                      str(row.fallback_attempts), f"{row.latency_ms or 0:.0f}", (row.error or "")[:60])
+                      str(row.fallback_attempts), f"{row.latency_ms or 0:.0f}", (row.error or "")[:80])
     console.print(table)
     return 0
 
