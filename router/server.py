@@ -23,7 +23,7 @@ from router.backends.base import StreamBroken
 from router.logs import request_id_var
 from router.errors import (BadRequest, BodyTooLarge, Forbidden, RateLimited, RouterError,
                            Unauthorized, body_for, error_body)
-from router.service import PassThrough, RouterService
+from router.service import PassThrough, Routed, RouterService
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,25 @@ class Api:
         headers = {"X-Request-ID": request_id, "X-Routed-Backend": routed.backend,
                    "X-Routed-Model": routed.model, "X-Route-Reason": routed.reason}
         if not body.get("stream"):
+            return await self._whole(routed, headers)
+        return await self._stream(request, routed, headers)
+
+    @staticmethod
+    async def _whole(routed: Routed, headers: dict[str, str]) -> web.Response:
+        try:
             rest = b"".join([chunk async for chunk in routed.rest()])
-            await routed.finish(routed.upstream.status)
-            return web.Response(body=routed.first + rest, status=routed.upstream.status,
-                                headers={**headers, "Content-Type": routed.upstream.content_type})
+        except StreamBroken as exc:
+            await routed.finish(502, str(exc))
+            return json_response(error_body(f"The backend failed mid-response: {exc}",
+                                            "server_error", "upstream_error"), 502, headers)
+        await routed.finish(routed.upstream.status)
+        return web.Response(body=routed.first + rest, status=routed.upstream.status,
+                            headers={**headers, "Content-Type": routed.upstream.content_type})
+
+    @staticmethod
+    async def _stream(request: web.Request, routed: Routed,
+                      headers: dict[str, str]) -> web.StreamResponse:
+        """Pass SSE chunks through as they arrive; the decision row is finished exactly once."""
         response = web.StreamResponse(status=routed.upstream.status, headers={**headers, **SSE_HEADERS})
         status, error = 200, None
         try:
@@ -152,6 +167,9 @@ class Api:
                 pass
         except (ConnectionResetError, asyncio.CancelledError):
             await routed.finish(499, "client disconnected mid-stream")
+            raise
+        except Exception as exc:
+            await routed.finish(500, f"router error mid-stream: {type(exc).__name__}: {exc}")
             raise
         await routed.finish(status, error)
         await response.write_eof()
