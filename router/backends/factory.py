@@ -7,8 +7,9 @@ import logging
 import httpx
 
 from router.backends.base import Backend
+from router.backends.limits import LimitedBackend
 from router.backends.openai import OpenAIBackend
-from router.settings import Settings
+from router.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ async def detect_opencode_kind(url: str, timeout: float = 5.0) -> str:
             if response.status_code in (200, 401, 403):
                 return "openai"
     except httpx.HTTPError as exc:
-        log.warning("could not reach OPENCODE_URL=%s to detect its kind: %s", url, exc)
+        log.warning("could not reach OPENCODE_URL=%s to detect its kind: %s", redact_url(url), exc)
     return "openai" if url.rstrip("/").endswith("/v1") else "opencode"
 
 
@@ -44,14 +45,19 @@ async def make_backends(settings: Settings) -> list[Backend]:
         kind = settings.opencode_api
         if kind == "auto":
             kind = await detect_opencode_kind(settings.opencode_url)
-            log.info("OPENCODE_URL=%s is an %s API", settings.opencode_url, kind)
+            log.info("OPENCODE_URL=%s is an %s API", redact_url(settings.opencode_url), kind)
         hints = {"glm": settings.opencode_glm_model, "claude": settings.opencode_claude_model}
+        inner: Backend
         if kind == "opencode":
             from router.backends.opencode import OpenCodeBackend
 
-            backends.append(OpenCodeBackend(settings))
+            inner = OpenCodeBackend(settings)
         else:
-            backends.append(OpenAIBackend("opencode", settings.opencode_url,
-                                          api_key=settings.opencode_api_key, model_hints=hints,
-                                          **timeouts))
+            inner = OpenAIBackend("opencode", settings.opencode_url,
+                                  api_key=settings.opencode_api_key, model_hints=hints,
+                                  connect_timeout=settings.connect_timeout,
+                                  read_timeout=settings.read_timeout)
+        if settings.opencode_rpm or settings.opencode_concurrency:
+            inner = LimitedBackend(inner, settings.opencode_rpm, settings.opencode_concurrency)
+        backends.append(inner)
     return backends
