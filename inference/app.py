@@ -28,6 +28,7 @@ from inference.gaming import GamingModeStore, is_force_big
 from inference.gpu import GpuReader
 from inference.manager import ModelManager
 from inference.process import ModelState
+from inference.reaper import reap_stale_sessions
 from inference.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ async def list_models(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
     session = request.app[SESSION]
     data: list[dict[str, Any]] = []
-    for pid, process in manager.processes.items():
+    for process in manager.processes.values():
         profile = process.profile
         entry: dict[str, Any] = {
             "id": profile.served_name, "object": "model", "created": _STARTED,
@@ -120,7 +121,7 @@ async def _vllm_model_info(session: aiohttp.ClientSession, base: str, name: str)
     try:
         async with session.get(f"{base}/v1/models", timeout=aiohttp.ClientTimeout(total=3)) as r:
             listing = await r.json()
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError):
         return {}
     for item in listing.get("data", []) if isinstance(listing, dict) else []:
         if isinstance(item, dict) and item.get("id") == name and item.get("max_model_len"):
@@ -178,6 +179,7 @@ def _idle_check_interval(settings: Settings) -> float:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings, config = app[SETTINGS], app[CONFIG]
+    reap_stale_sessions(settings.state_dir)
     session = aiohttp.ClientSession()
     app[SESSION] = session
     gpu = GpuReader()

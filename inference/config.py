@@ -150,7 +150,7 @@ def _profile(source: str, index: int, raw: Any) -> ModelProfile:
         raise ConfigError(f"{where} must be a table")
     unknown = set(raw) - _MODEL_KEYS
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        raise ConfigError(f"{where}: unknown key {min(unknown)!r}")
     for key in ("id", "model"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ConfigError(f"{where}: {key} is required and must be a non-empty string")
@@ -177,7 +177,7 @@ def _profile(source: str, index: int, raw: Any) -> ModelProfile:
     if not command:
         raise ConfigError(f"{where}: command must not be empty")
     profile = ModelProfile(
-        id=raw["id"], model=raw["model"], served_name=raw.get("served_name", raw["id"]),
+        id=raw["id"], model=raw["model"], served_name=str(raw.get("served_name", raw["id"])),
         port=port, quantization=raw.get("quantization"), max_model_len=raw.get("max_model_len"),
         gpu_memory_utilization=None if util is None else float(util), dtype=raw.get("dtype"),
         command=command, extra_args=_str_list(where, "extra_args", raw.get("extra_args", [])),
@@ -205,11 +205,15 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> HostConfig:
         raise ConfigError(f"{source}: [host] must be a table")
     unknown = set(host) - _HOST_KEYS
     if unknown:
-        raise ConfigError(f"{source}: unknown key host.{sorted(unknown)[0]}")
+        raise ConfigError(f"{source}: unknown key host.{min(unknown)}")
     raw_models = data.get("models")
     if not isinstance(raw_models, list) or not raw_models:
         raise ConfigError(f"{source}: at least one [[models]] entry is required")
     models = tuple(_profile(source, i, raw) for i, raw in enumerate(raw_models))
+    ids = [m.id for m in models]
+    for model_id in ids:
+        if ids.count(model_id) > 1:
+            raise ConfigError(f"{source}: duplicate name {model_id!r}: model ids must be unique")
     seen: dict[str, str] = {}
     for profile in models:
         for name in sorted({profile.id, profile.served_name, *profile.aliases}):

@@ -26,7 +26,7 @@ class GpuReader:
             return self._nvml
         self._initialised = True
         try:
-            import pynvml  # noqa: PLC0415 - optional dependency
+            import pynvml
 
             pynvml.nvmlInit()
             self._nvml = pynvml
@@ -68,6 +68,6 @@ class GpuReader:
         if self._nvml is not None:
             try:
                 self._nvml.nvmlShutdown()
-            except Exception:  # noqa: BLE001 - shutting down a library that may be half-gone
+            except Exception:
                 log.debug("nvmlShutdown failed", exc_info=True)
             self._nvml = None

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from inference.config import HostConfig, ModelProfile
-from inference.errors import GamingModeRefused, ModelNotFound
+from inference.errors import GamingModeRefused, ModelNotFound, ModelStartFailed
 from inference.gaming import GamingModeStore
 from inference.gpu import GpuReader
 from inference.process import ModelProcess, ModelState
@@ -57,7 +57,7 @@ class ModelManager:
         self.processes: dict[str, ModelProcess] = {
             p.id: ModelProcess(
                 p, start_timeout=settings.start_timeout, stop_grace=settings.stop_grace,
-                log_dir=log_dir, session=session,
+                log_dir=log_dir, session=session, state_dir=settings.state_dir,
             )
             for p in config.models
         }
@@ -103,7 +103,12 @@ class ModelManager:
         self._active[profile.id] += 1
         self._last_used[profile.id] = self._clock()
         try:
-            url = await self._ready(profile)
+            try:
+                url = await self._ready(profile)
+            except ModelStartFailed:
+                # Gaming mode turned on while we waited: say that, not "stopped while starting".
+                self.check_gaming(force_big)
+                raise
             yield url
         finally:
             self._active[profile.id] -= 1

@@ -31,6 +31,7 @@ import aiohttp
 
 from inference.config import ModelProfile
 from inference.errors import ModelStartFailed
+from inference.reaper import forget_session, record_session
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,13 @@ class ModelProcess:
         stop_grace: float,
         log_dir: Path,
         session: aiohttp.ClientSession,
+        state_dir: Path | None = None,
     ) -> None:
         self.profile = profile
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
         self.log_path = log_dir / f"{profile.id}.log"
+        self._state_dir = state_dir
         self._session = session
         self.state = ModelState.STOPPED
         self.port: int | None = None
@@ -140,7 +143,9 @@ class ModelProcess:
                 if self.state is ModelState.READY:
                     return self.base_url
                 if self._start_task is None:
-                    self._start_task = asyncio.create_task(self._start(), name=f"start-{self.profile.id}")
+                    self._start_task = asyncio.create_task(
+                        self._start(), name=f"start-{self.profile.id}"
+                    )
                 task = self._start_task
             try:
                 await asyncio.shield(task)
@@ -150,8 +155,7 @@ class ModelProcess:
                         f"Model {self.profile.id!r} was stopped while it was starting."
                     ) from None
                 raise
-            if self.state is ModelState.READY:
-                return self.base_url
+            # Loop: the start succeeded (READY on the next pass) or a stop raced it.
 
     async def _start(self) -> None:
         try:
@@ -195,6 +199,8 @@ class ModelProcess:
                     f"Model {self.profile.id!r} could not be started: "
                     f"{argv[0]}: {exc.strerror or exc}."
                 ) from None
+        if self._state_dir is not None:
+            record_session(self._state_dir, self.profile.id, self._proc.pid)
         await self._wait_healthy(self._proc)
         self.state = ModelState.READY
         self.ready_at = time.monotonic()
@@ -234,7 +240,7 @@ class ModelProcess:
                 f"{self.base_url}/health", timeout=aiohttp.ClientTimeout(total=2)
             ) as resp:
                 return resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
@@ -277,12 +283,14 @@ class ModelProcess:
             _signal_group(proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), timeout=self.stop_grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("model %s ignored SIGTERM for %gs; killing it", self.profile.id,
                             self.stop_grace)
         # Kill whatever is left in the group, leader or vLLM's own children.
         _signal_group(proc.pid, signal.SIGKILL)
         await proc.wait()
+        if self._state_dir is not None:
+            forget_session(self._state_dir, self.profile.id)
         if self._watch_task is not None and self._watch_task is not asyncio.current_task():
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -10,7 +10,6 @@ the generation.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -39,7 +38,7 @@ async def forward(
     headers["Content-Type"] = "application/json"
     try:
         upstream = await session.post(url, data=body, headers=headers, timeout=UPSTREAM_TIMEOUT)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise ModelUnavailable(
             f"Model {model_id!r} did not accept the request: {exc.__class__.__name__}: {exc}."
         ) from None
@@ -56,7 +55,7 @@ async def forward(
         try:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("model %s failed mid-response: %s", model_id, exc)
             if is_sse:
                 event = error_body(

@@ -147,7 +147,8 @@ def main(argv: list[str]) -> None:
     app.router.add_post("/v1/chat/completions", fake.chat)
     app.router.add_post("/v1/completions", fake.completions)
     app.router.add_post("/v1/embeddings", fake.embeddings)
-    web.run_app(app, host=args.host, port=args.port, print=None)
+    web.run_app(app, host=args.host, port=args.port, print=None,
+                handle_signals=not args.ignore_sigterm)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,115 @@
+"""The `local-ai-inference` command: check, profiles, bad settings, and no orphans on exit."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from inference.cli import main
+from tests.inference.inference_helpers import fake_command
+
+AGENT = Path(sys.executable).parent / "local-ai-inference"
+
+
+def test_profiles_lists_the_bundled_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profiles"]) == 0
+    assert {"rtx3070-8gb", "rtx3090-24gb"} <= set(capsys.readouterr().out.split())
+
+
+def test_check_passes_and_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", "rtx3070-8gb"]) == 0
+    assert "every profile fits" in capsys.readouterr().out
+    assert main(["check", "--config", "rtx3090-24gb", "--gpu-memory-gb", "8"]) == 1
+    assert "WARNING: Model 'qwen2.5-14b'" in capsys.readouterr().out
+
+
+def test_bad_settings_exit_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INFERENCE_PORT", "not-a-port")
+    assert main(["serve"]) == 2
+    assert "INFERENCE_PORT" in capsys.readouterr().err
+
+
+def test_bad_config_exits_2(monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("INFERENCE_CONFIG", "no-such-profile")
+    assert main(["serve"]) == 2
+    assert "INFERENCE_CONFIG 'no-such-profile'" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait(predicate: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("agent_signal", [signal.SIGTERM, signal.SIGKILL])
+def test_no_orphans_after_the_agent_exits(tmp_path: Path, agent_signal: signal.Signals) -> None:
+    command = ", ".join(f'"{part}"' for part in fake_command("--spawn-child"))
+    config = tmp_path / "models.toml"
+    config.write_text(f'[[models]]\nid = "fake"\nmodel = "org/fake"\ncommand = [{command}]\n')
+    port = _free_port()
+    env = {**os.environ, "INFERENCE_CONFIG": str(config), "INFERENCE_PORT": str(port),
+           "INFERENCE_STATE_DIR": str(tmp_path / "state"), "STOP_GRACE": "2"}
+    agent = subprocess.Popen([str(AGENT), "serve"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(url + "/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(up, 20)
+        reply = httpx.post(url + "/models/fake/load", timeout=30)
+        assert reply.status_code == 200, reply.text
+        server_pid = reply.json()["pid"]
+        log = (tmp_path / "state" / "logs" / "fake.log").read_text()
+        match = re.search(r"child pid (\d+)", log)
+        assert match
+        child_pid = int(match.group(1))
+        assert _alive(server_pid) and _alive(child_pid)
+        agent.send_signal(agent_signal)
+        agent.wait(timeout=20)
+        # SIGTERM: the agent stops the group. SIGKILL: PR_SET_PDEATHSIG kills the server, and
+        # the next agent's start reaps what the server left behind.
+        _wait(lambda: not _alive(server_pid), 10)
+        if agent_signal is signal.SIGKILL:
+            assert _alive(child_pid)
+            agent = subprocess.Popen([str(AGENT), "serve"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _wait(up, 20)
+        _wait(lambda: not _alive(child_pid), 10)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        if "child_pid" in locals() and _alive(child_pid):
+            os.kill(child_pid, signal.SIGKILL)
