@@ -19,6 +19,7 @@ from router import db, tokens
 from router.backends.factory import make_backends
 from router.decision_log import DecisionLog
 from router.gaming import GamingMode
+from router.logs import install_request_ids
 from router.metrics import Metrics
 from router.registry import BackendRegistry
 from router.server import SERVICE, add_routes, errors_middleware
@@ -63,6 +64,7 @@ async def build_service(settings: Settings) -> RouterService:
 
 
 def create_app(settings: Settings, plugins: Sequence[Plugin] = ()) -> web.Application:
+    install_request_ids()
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[errors_middleware])
 

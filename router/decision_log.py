@@ -25,14 +25,22 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 MAX_QUEUE = 200_000
+LINGER = 0.05  # seconds the writer waits for more rows before a write
+_COLUMN_DEFAULTS: dict[str, Any] = {
+    column.name: column.default.arg if column.default is not None and column.default.is_scalar else None
+    for column in Decision.__table__.columns  # type: ignore[attr-defined]
+    if not column.primary_key
+}
 
 
 class DecisionLog:
     """Queue + batched writer. `record` is safe from any coroutine on the loop; one instance."""
 
     def __init__(self, engine: Engine, *, max_queue: int = MAX_QUEUE,
-                 batch_size: int = BATCH_SIZE, retry_max: float = 5.0) -> None:
+                 batch_size: int = BATCH_SIZE, retry_max: float = 5.0,
+                 linger: float = LINGER) -> None:
         self._engine = engine
+        self._linger = linger
         self._queue: deque[dict[str, Any]] = deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
@@ -74,6 +82,10 @@ class DecisionLog:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if self._linger and not self._closing and len(self._queue) < self._batch_size:
+                # Gather a batch: one transaction (and one thread hop) per window, not per row,
+                # keeps the writer thread from competing with the loop for the GIL under load.
+                await asyncio.sleep(self._linger)
             batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
             try:
                 await asyncio.to_thread(self._write, batch)
@@ -93,8 +105,11 @@ class DecisionLog:
             self.written += len(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
+        # An executemany takes its columns from the first row: rows with fewer keys (a 404 has
+        # no backend) would fail the whole batch, so every row gets every column.
+        rows = [{**_COLUMN_DEFAULTS, **row} for row in batch]
         with self._engine.begin() as connection:
-            connection.execute(insert(Decision.__table__), batch)  # type: ignore[attr-defined]
+            connection.execute(insert(Decision.__table__), rows)  # type: ignore[attr-defined]
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued now has been written (or the timeout passes)."""

@@ -8,6 +8,25 @@ import logging
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
+def install_request_ids() -> None:
+    """Give every LogRecord a `request_id` (the request being served, or "-"). Idempotent.
+
+    Done in the record factory rather than only in our handler's filter, so every handler
+    (pytest's caplog, one a plugin adds) sees the id of the request a line was logged for.
+    """
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "adds_request_id", False):
+        return
+
+    def make_record(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        record.request_id = request_id_var.get()
+        return record
+
+    make_record.adds_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make_record)
+
+
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
@@ -15,6 +34,7 @@ class _RequestIdFilter(logging.Filter):
 
 
 def setup_logging(level: str) -> None:
+    install_request_ids()
     handler = logging.StreamHandler()
     handler.addFilter(_RequestIdFilter())
     handler.setFormatter(logging.Formatter(

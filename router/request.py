@@ -19,6 +19,7 @@ from router.errors import BadRequest, ModelNotFound
 FORCE_BIG_TAG = re.compile(r"[ \t]*#force_big\b[ \t]*", re.IGNORECASE)
 TRUTHY = frozenset({"true", "1", "yes"})
 FORCE_BIG_MODELS = frozenset({"big", "3090"})
+MAX_INTEGER = 2**64 - 1  # the largest integer JSON parsing keeps exact (orjson: unsigned 64-bit)
 
 ENDPOINTS = {
     "/v1/chat/completions": "messages",
@@ -60,7 +61,7 @@ def _validate(body: dict[str, Any], endpoint: str) -> None:
             raise BadRequest(f"'{flag}' must be a boolean.", param=flag)
     for number in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(number)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        if value is not None and not (_is_integer(value) and 0 <= value <= MAX_INTEGER):
             raise BadRequest(f"'{number}' must be a non-negative integer.", param=number)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
@@ -92,6 +93,13 @@ def _validate(body: dict[str, Any], endpoint: str) -> None:
         raise BadRequest("'tools' must be an array.", param="tools")
 
 
+def _is_integer(value: Any) -> bool:
+    """An integer in JSON's sense: 5 and 5.0 are the same number (as in JSON Schema)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
 def force_big_header(headers: Mapping[str, str]) -> bool:
     return headers.get("X-Force-Big", "").strip().lower() in TRUTHY
 
@@ -104,14 +112,18 @@ def strip_force_big(body: dict[str, Any]) -> bool:
             continue
         content = message.get("content")
         if isinstance(content, str) and "#force_big" in content.lower():
-            message["content"] = FORCE_BIG_TAG.sub(" ", content).strip()
-            found = True
+            stripped, count = FORCE_BIG_TAG.subn(" ", content)
+            if count:  # "#force_bigger" contains the text but is not the tag
+                message["content"] = stripped.strip()
+                found = True
         elif isinstance(content, list):
             for part in content:
                 if (isinstance(part, dict) and isinstance(part.get("text"), str)
                         and "#force_big" in part["text"].lower()):
-                    part["text"] = FORCE_BIG_TAG.sub(" ", part["text"]).strip()
-                    found = True
+                    stripped, count = FORCE_BIG_TAG.subn(" ", part["text"])
+                    if count:
+                        part["text"] = stripped.strip()
+                        found = True
     return found
 
 
@@ -152,4 +164,4 @@ def last_user_text(body: dict[str, Any]) -> str:
 
 def max_tokens(body: dict[str, Any]) -> int:
     value = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    return value if isinstance(value, int) else 0
+    return int(value) if _is_integer(value) else 0

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from router import openapi
 from router import request as req
 from router.backends.base import StreamBroken
 from router.logs import request_id_var
@@ -96,6 +97,7 @@ class Api:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit_rpm)
+        self._openapi = orjson.dumps(openapi.spec())
 
     async def _read_body(self, request: web.Request, endpoint: str) -> dict[str, Any]:
         length = request.content_length
@@ -111,8 +113,7 @@ class Api:
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         endpoint = request.path
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
-        request_id_var.set(request_id)
+        request_id = request_id_var.get()
         try:
             client = _client_name(request, self.settings.api_keys)
             self.limiter.check(client or request.remote or "anonymous")
@@ -177,7 +178,7 @@ class Api:
 
     async def route(self, request: web.Request) -> web.Response:
         service = request.app[SERVICE]
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        request_id = request_id_var.get()
         try:
             _client_name(request, self.settings.api_keys)
             body = await self._read_body(request, "/v1/chat/completions")
@@ -189,7 +190,7 @@ class Api:
 
     async def models(self, request: web.Request) -> web.Response:
         service = request.app[SERVICE]
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        request_id = request_id_var.get()
         try:
             _client_name(request, self.settings.api_keys)
         except RouterError as exc:
@@ -207,6 +208,9 @@ class Api:
                     entry["max_model_len"] = model.max_model_len
                 data.append(entry)
         return json_response({"object": "list", "data": data}, headers={"X-Request-ID": request_id})
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._openapi, content_type="application/json")
 
     async def health(self, _request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
@@ -253,15 +257,21 @@ class Api:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown routes and unexpected failures still answer in OpenAI's error shape."""
+    """Unknown routes and unexpected failures still answer in OpenAI's error shape.
+
+    First it sets the request id (the client's `X-Request-ID` or a new one) in `request_id_var`,
+    so that every log line emitted while serving this request carries it.
+    """
+    request_id_var.set(request.headers.get("X-Request-ID") or uuid.uuid4().hex)
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None  # RFC 9110
         return json_response(error_body(f"{exc.reason}: {request.method} {request.path}",
-                                        "invalid_request_error", code), exc.status)
+                                        "invalid_request_error", code), exc.status, allow)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
@@ -280,5 +290,6 @@ def add_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/health", api.health)
     app.router.add_get("/status", api.status)
     app.router.add_get("/metrics", api.metrics)
+    app.router.add_get("/openapi.json", api.openapi)
     app.router.add_route("GET", "/admin/gaming-mode", api.gaming_mode)
     app.router.add_route("POST", "/admin/gaming-mode", api.gaming_mode)

@@ -27,7 +27,8 @@ from router.gaming import GamingMode
 from router.metrics import Metrics
 from router.policy import Decision, Features, decide, is_complex
 from router.registry import BackendRegistry
-from router.settings import Settings
+from router.settings import Settings, redact_url
+from router.sse import checked
 from router.usage import UsageMeter
 
 log = logging.getLogger(__name__)
@@ -174,10 +175,10 @@ class RouterService:
             if name == "3090" and planned.force_big:
                 out_headers["X-Force-Big"] = "true"
             try:
-                upstream, first = await asyncio.wait_for(
-                    self._first_bytes(state.client, endpoint, {**body, "model": model},
-                                      stream, out_headers),
-                    self.settings.first_byte_timeout)
+                # asyncio.timeout, not wait_for: no extra task per request on Python 3.11.
+                async with asyncio.timeout(self.settings.first_byte_timeout):
+                    upstream, first = await self._first_bytes(
+                        state.client, endpoint, {**body, "model": model}, stream, out_headers)
             except asyncio.TimeoutError:
                 last = UpstreamError(f"backend {name} sent nothing within "
                                      f"{self.settings.first_byte_timeout:g}s")
@@ -206,6 +207,12 @@ class RouterService:
     async def _first_bytes(self, client: Backend, endpoint: str, body: dict[str, Any],
                            stream: bool, headers: dict[str, str]) -> tuple[Upstream, bytes]:
         upstream = await client.send(endpoint, body, stream=stream, headers=headers)
+        if stream:
+            if not upstream.content_type.startswith("text/event-stream"):
+                await upstream.release()
+                raise UpstreamError(f"backend {client.name} answered a streaming request with "
+                                    f"{upstream.content_type!r} instead of an event stream")
+            upstream.chunks = checked(client.name, upstream.chunks)
         try:
             first = await anext(upstream.chunks, b"")
         except StreamBroken as exc:
@@ -253,7 +260,7 @@ class RouterService:
         backends = []
         for name, state in self.registry.states.items():
             backends.append({
-                "name": name, "url": state.client.url, "healthy": state.healthy,
+                "name": name, "url": redact_url(state.client.url), "healthy": state.healthy,
                 "gated": name == "3090" and self.gaming.enabled,
                 "models": [{"id": m.id, "max_model_len": m.max_model_len} for m in state.models],
                 "latency_ms": state.latency_ms, "last_error": state.last_error,

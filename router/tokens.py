@@ -110,7 +110,8 @@ def _message_parts(message: dict[str, Any]) -> Iterator[tuple[str, int]]:
                 yield part["text"], 0
             elif kind in ("image_url", "input_image", "image"):
                 yield "", 1
-    for call in message.get("tool_calls") or ():
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         if isinstance(call, dict):
             yield orjson.dumps(call.get("function", call)).decode(), 0
 

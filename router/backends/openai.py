@@ -32,7 +32,8 @@ class OpenAIBackend:
         self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout,
                                               sock_connect=connect_timeout, sock_read=read_timeout)
-        self._health_timeout = aiohttp.ClientTimeout(total=health_timeout)
+        self._health_timeout = aiohttp.ClientTimeout(total=health_timeout,
+                                                     sock_connect=min(connect_timeout, health_timeout))
         self._gaming_status_url = gaming_status_url
         self._model_hints = model_hints or {}
         self._session: aiohttp.ClientSession | None = None
