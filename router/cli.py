@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         return 2
     except httpx.HTTPError as exc:

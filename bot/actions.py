@@ -1,0 +1,226 @@
+"""Executing bot commands against the in-process router (shared by mentions, DMs and `/ai`).
+
+`BotActions.run(invocation, ctx)` returns a `Reply`: the Markdown text and whether it is a change
+(`public`, posted `in_channel` by the slash command) or a query (`ephemeral`). Admin-only commands
+from users outside `MATTERMOST_ADMINS` get a refusal, never an action. Nothing here talks to
+Mattermost; database work runs in worker threads; agent calls may take minutes (`load`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from bot import reports
+from bot.commands import Invocation, help_text
+from router import request as req
+from router.agents import AgentClient, AgentError
+from router.errors import RouterError
+from router.models import Setting
+from router.service import RouterService
+
+__all__ = ["REASONS", "BotActions", "ChannelModels", "Context", "Reply"]
+
+log = logging.getLogger(__name__)
+
+REASONS = {
+    "explicit_model": "the request names a model or alias of this backend",
+    "gaming_mode": "gaming mode is on, so the 3090 only takes force-big requests",
+    "force_big": "the request asks for the big model (force-big)",
+    "small_request": "the prompt is short (below SMALL_TOKEN_THRESHOLD)",
+    "medium_request": "the prompt is medium-sized (below MEDIUM_TOKEN_THRESHOLD)",
+    "long_context": "the prompt is long (at least MEDIUM_TOKEN_THRESHOLD)",
+    "complex_task": "the prompt looks like a complex task",
+    "fallback": "the preferred backends cannot take it",
+}
+BACKEND_NAMES = {"3070": "3070", "small": "3070", "3090": "3090", "gaming-pc": "3090",
+                 "big": "3090", "medium": "3090", "opencode": "opencode"}
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who asked, where, and through what (`bot` or `slash`)."""
+
+    username: str
+    channel_id: str
+    source: str = "bot"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    public: bool = False
+
+
+class ChannelModels:
+    """The chat model per channel, kept in the `settings` table as `channel_model:<id>`.
+
+    Methods are coroutines that run SQLite in a worker thread; safe to call concurrently.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def get(self, channel_id: str) -> str:
+        return await asyncio.to_thread(self._get, channel_id)
+
+    async def set(self, channel_id: str, model: str, by: str) -> None:
+        await asyncio.to_thread(self._set, channel_id, model, by)
+
+    def _get(self, channel_id: str) -> str:
+        with Session(self._engine) as session:
+            row = session.get(Setting, f"channel_model:{channel_id}")
+            return row.value if row is not None else "auto"
+
+    def _set(self, channel_id: str, model: str, by: str) -> None:
+        key = f"channel_model:{channel_id}"
+        with Session(self._engine) as session:
+            row = session.get(Setting, key)
+            if row is None:
+                row = Setting(key=key, value=model, updated_by=by)
+            else:
+                row.value, row.updated_by = model, by
+                row.updated_at = datetime.now(UTC)
+            session.add(row)
+            session.commit()
+
+
+class BotActions:
+    """Runs commands for the bot and the slash endpoint. Loop-only; one per plugin."""
+
+    def __init__(self, service: RouterService, agents: AgentClient, admins: frozenset[str],
+                 models: ChannelModels) -> None:
+        self.service = service
+        self.agents = agents
+        self.admins = frozenset(a.lower() for a in admins)
+        self.models = models
+
+    def is_admin(self, username: str) -> bool:
+        return username.lower().lstrip("@") in self.admins
+
+    def refusal(self, ctx: Context, usage: str) -> Reply:
+        who = ", ".join(f"@{a}" for a in sorted(self.admins)) or "nobody (MATTERMOST_ADMINS is empty)"
+        return Reply(f"Sorry @{ctx.username}, only admins may change gaming mode or models "
+                     f"(`{usage}`). Admins: {who}.")
+
+    async def run(self, invocation: Invocation, ctx: Context) -> Reply:
+        """Execute one parsed command. Never raises for a user mistake; answers it instead."""
+        spec = invocation.spec
+        if spec.admin_only and not self.is_admin(ctx.username):
+            log.info("refused %s from non-admin %s", invocation.name, ctx.username)
+            return self.refusal(ctx, spec.usage)
+        args = invocation.args
+        try:
+            match invocation.name:
+                case "gaming":
+                    return await self.gaming(args[0] == "on", ctx)
+                case "gaming status":
+                    return Reply(reports.gaming_status_text(self.service.status()))
+                case "status":
+                    return Reply(reports.status_text(self.service.status()))
+                case "models":
+                    return Reply(reports.models_text(self.service.status(),
+                                                     self.service.settings.model_aliases,
+                                                     await self.models.get(ctx.channel_id)))
+                case "use":
+                    return await self.use(args[0], ctx)
+                case "route":
+                    return await self.route(args[0], ctx)
+                case "stats":
+                    return await self.stats(args[0])
+                case "load":
+                    return await self.load(args[0], args[1] if len(args) > 1 else None)
+                case "stop":
+                    return await self.stop(args[0])
+                case _:
+                    return Reply(help_text())
+        except RouterError as exc:
+            return Reply(f"Sorry, that did not work: {exc.message}")
+        except AgentError as exc:
+            return Reply(f"Sorry, that did not work: {exc.message}", public=True)
+
+    async def gaming(self, enabled: bool, ctx: Context) -> Reply:
+        change = await self.service.gaming.set(enabled, ctx.username, ctx.source)
+        text = reports.GAMING_ON if enabled else reports.GAMING_OFF
+        if not change.applied:
+            text += ("\nThe gaming PC could not be reached; the change is kept and applied as "
+                     "soon as it answers.")
+        return Reply(text, public=True)
+
+    async def use(self, model: str, ctx: Context) -> Reply:
+        if model.lower() == "auto":
+            await self.models.set(ctx.channel_id, "auto", ctx.username)
+            return Reply("Chat in this channel now uses automatic routing (`auto`).", public=True)
+        target = req.resolve_target(model, self.service.settings.model_aliases,
+                                    self.service.registry.served_models())  # raises ModelNotFound
+        await self.models.set(ctx.channel_id, model, ctx.username)
+        where = f" (backend {target.backend})" if target.backend else ""
+        return Reply(f"Chat in this channel now uses model `{model}`{where}.", public=True)
+
+    async def route(self, prompt: str, ctx: Context) -> Reply:
+        model = await self.models.get(ctx.channel_id)
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+        planned = await self.service.plan("/v1/chat/completions", body)
+        decision = planned.decision
+        lines = []
+        if decision.backend is None:
+            lines.append(f"No backend could take this prompt: {decision.why_none()}.")
+        else:
+            backend_model = self.service.model_for(planned).get(decision.backend, "?")
+            why = REASONS.get(decision.reason, decision.reason)
+            lines.append(f"This prompt would go to **{decision.backend}** (`{backend_model}`), "
+                         f"reason `{decision.reason}`: {why}.")
+        lines.append(f"Estimated tokens: {planned.estimated_tokens}; model asked: `{model}`; "
+                     f"gaming mode: {'on' if planned.gaming_mode else 'off'}; force-big: "
+                     f"{'yes' if planned.force_big else 'no'}.")
+        if len(decision.candidates) > 1:
+            lines.append("Fallback order: " + " → ".join(decision.candidates) + ".")
+        for name, why_skipped in decision.skipped.items():
+            lines.append(f"Skipped {name}: {why_skipped}.")
+        return Reply("\n".join(lines))
+
+    async def stats(self, window: str) -> Reply:
+        engine: Engine = self.service.engine  # type: ignore[attr-defined]
+        await self.service.decisions.flush(timeout=2.0)
+        rows = await asyncio.to_thread(reports.compute_stats, engine, reports.since(window))
+        return Reply(reports.stats_table(rows, window))
+
+    def _agent_backend(self, name: str) -> tuple[str, str]:
+        backend = BACKEND_NAMES.get(name.lower(), name)
+        if backend == "opencode":
+            raise AgentError("OpenCode has no inference agent; only the GPU hosts (3070, 3090) "
+                             "can load or stop models.")
+        if backend not in ("3070", "3090"):
+            raise AgentError(f"Unknown backend '{name}'; use 3070 or 3090.")
+        url = self.service.settings.backend_url(backend)
+        if not url:
+            raise AgentError(f"The {backend} backend is not configured.")
+        return backend, url
+
+    async def load(self, model: str, on: str | None) -> Reply:
+        if on is None:
+            target = req.resolve_target(model, self.service.settings.model_aliases,
+                                        self.service.registry.served_models())
+            if target.backend is None:
+                raise AgentError("Say which model to load, e.g. `load qwen2.5-14b on 3090`.")
+            on = target.backend
+        backend, url = self._agent_backend(on)
+        state = self.service.registry.get(backend)
+        model_id = model
+        alias = self.service.settings.model_aliases.get(model)
+        if alias is not None and state is not None:
+            model_id = state.client.resolve_model(alias.partition(":")[2] or None, state.models)
+        await self.agents.load(url, model_id)
+        await self.service.registry.check_all()
+        return Reply(f"Model `{model_id}` is loaded and ready on {backend}.", public=True)
+
+    async def stop(self, name: str) -> Reply:
+        backend, url = self._agent_backend(name)
+        await self.agents.stop_all(url)
+        return Reply(f"Stopped every model on {backend}; the GPU is free. The next request "
+                     "starts the model again.", public=True)

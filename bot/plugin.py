@@ -1,0 +1,277 @@
+"""The Mattermost bot as a router plugin: wiring, lifecycle, event handling and ops alerts.
+
+`BotPlugin(settings)` validates the Mattermost settings at construction (a bad URL or an empty
+token fails at start, naming the variable). `add_routes` adds `POST /mattermost/command`.
+`start()` never waits for Mattermost: it builds the command executor, registers the registry and
+gaming listeners and the daily-report job, and spawns one tracked task that logs in (retrying
+with capped backoff while Mattermost is down), resolves the ops channel and listens. `stop()`
+ends that task, the adapter, and every task the bot spawned. Every spawned task is kept in
+`self._tasks`; a failure is logged with its traceback and counted in `task_failures`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot import reports
+from bot.actions import BotActions, ChannelModels, Context
+from bot.alerts import AlertThrottle, alert_text, gaming_notice
+from bot.chat import answer, split_message, thread_messages
+from bot.commands import ChatPrompt, Empty, UsageError, help_text, parse, strip_mention
+from bot.mattermost import (
+    MattermostAdapter,
+    MattermostAuthError,
+    MattermostConfig,
+    MattermostError,
+    PostedEvent,
+    User,
+)
+from bot.slash import SlashCommand
+from router.agents import AgentClient
+from router.service import RouterService
+from router.settings import Settings
+
+__all__ = ["BotOptions", "BotPlugin"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BotOptions:
+    """Tunables (tests shorten them). Times in seconds."""
+
+    edit_interval: float = 1.0
+    """At most one edit of a streamed reply per this many seconds."""
+    alert_cooldown: float = 300.0
+    """At most one down/up alert per backend per this many seconds (flaps are summarised)."""
+    login_retry_initial: float = 1.0
+    login_retry_max: float = 60.0
+    mattermost: dict[str, Any] = field(default_factory=dict)
+    """Overrides for `MattermostConfig` (timeouts, websocket backoff)."""
+
+
+class BotPlugin:
+    """The bot inside the router process. `start`/`stop` once each, on the router's loop."""
+
+    def __init__(self, settings: Settings, options: BotOptions | None = None) -> None:
+        if not settings.mattermost_url or not settings.mattermost_token:
+            raise ValueError("The bot needs MATTERMOST_URL and MATTERMOST_TOKEN.")
+        self.settings = settings
+        self.options = options or BotOptions()
+        self.config = MattermostConfig(
+            url=settings.mattermost_url, token=settings.mattermost_token,
+            team=settings.mattermost_team or "", verify_tls=settings.mattermost_verify_tls,
+            ca_file=settings.mattermost_ca_file, **self.options.mattermost)
+        self.adapter: MattermostAdapter | None = None
+        self.actions: BotActions | None = None
+        self.service: RouterService | None = None
+        self.ops_channel_id: str | None = None
+        self.logged_in = asyncio.Event()
+        self.task_failures = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._throttle = AlertThrottle(self.options.alert_cooldown)
+        self._users: dict[str, User] = {}
+        self._agents: AgentClient | None = None
+        self.slash = SlashCommand(settings.mattermost_slash_token, self.spawn)
+
+    # -- plugin protocol ---------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/mattermost/command", self.slash.handle)
+
+    async def start(self, service: RouterService, scheduler: AsyncIOScheduler) -> None:
+        """Wire everything and spawn the login/listen task. Does not wait for Mattermost."""
+        self.service = service
+        self._agents = AgentClient()
+        self.actions = BotActions(service, self._agents, self.settings.mattermost_admins,
+                                  ChannelModels(service.engine))  # type: ignore[attr-defined]
+        self.slash.actions = self.actions
+        self.adapter = MattermostAdapter(self.config)
+        service.registry.add_listener(self._on_backend)
+        service.gaming.add_listener(self._on_gaming)
+        hour, _, minute = self.settings.daily_report_time.partition(":")
+        scheduler.add_job(self.daily_report, CronTrigger(hour=int(hour), minute=int(minute)),
+                          id="bot-daily-report", coalesce=True, max_instances=1,
+                          misfire_grace_time=3600)
+        self._runner = asyncio.create_task(self._run(), name="mattermost-bot")
+        self._runner.add_done_callback(self._task_done)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        if self.adapter is not None:
+            await self.adapter.close(grace=2.0)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.slash.close()
+        if self._agents is not None:
+            await self._agents.close()
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
+        """Run `coro` in a task that is kept until done and whose failure is logged."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.task_failures += 1
+            log.error("bot task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _run(self) -> None:
+        """Log in (retrying while Mattermost is down), find the ops channel, then listen."""
+        assert self.adapter is not None
+        delay = self.options.login_retry_initial
+        while True:
+            try:
+                await self.adapter.connect()
+                break
+            except MattermostError as exc:
+                level = logging.ERROR if isinstance(exc, MattermostAuthError) else logging.WARNING
+                log.log(level, "Mattermost login failed (%s); retrying in %.1fs. The router keeps "
+                        "serving meanwhile.", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.options.login_retry_max)
+        self.logged_in.set()
+        await self._resolve_ops_channel()
+        await self.adapter.listen(self.on_post)
+
+    async def _resolve_ops_channel(self) -> str | None:
+        if self.ops_channel_id or not self.settings.mattermost_channel:
+            return self.ops_channel_id
+        if not self.settings.mattermost_team:
+            log.warning("MATTERMOST_CHANNEL is set but MATTERMOST_TEAM is not; no alerts.")
+            return None
+        assert self.adapter is not None
+        try:
+            self.ops_channel_id = await self.adapter.channel_by_name(
+                self.settings.mattermost_team, self.settings.mattermost_channel.lstrip("~"))
+        except MattermostError as exc:
+            log.error("Cannot find MATTERMOST_CHANNEL=%s in team %s: %s",
+                      self.settings.mattermost_channel, self.settings.mattermost_team, exc)
+        return self.ops_channel_id
+
+    # -- incoming posts ----------------------------------------------------------------------
+
+    async def _user(self, user_id: str) -> User:
+        assert self.adapter is not None
+        user = self._users.get(user_id)
+        if user is None:
+            user = await self.adapter.get_user(user_id)
+            if len(self._users) > 1000:
+                self._users.clear()
+            self._users[user_id] = user
+        return user
+
+    async def on_post(self, event: PostedEvent) -> None:
+        """Handle one `posted` event (each in its own task, see `MattermostAdapter.listen`)."""
+        assert self.adapter is not None and self.actions is not None
+        post, bot = event.post, self.adapter.bot
+        if post.user_id == bot.id or post.from_bot or post.type or post.props.get("from_webhook"):
+            return
+        if not (event.is_direct or event.mentions_user(bot.id)):
+            return
+        user = await self._user(post.user_id)
+        if user.is_bot:
+            return
+        try:
+            await self._respond(event, user.username)
+        except MattermostError:
+            raise  # cannot answer anyway; the adapter logs the handler's failure
+        except Exception:
+            log.exception("bot failed to handle post %s", post.id)
+            await self.adapter.create_post(post.channel_id, "Sorry, something went wrong on my "
+                                           "side; the router log has the details.", post.thread_id)
+
+    async def _respond(self, event: PostedEvent, username: str) -> None:
+        assert self.adapter is not None and self.actions is not None
+        post, bot = event.post, self.adapter.bot
+        parsed = parse(strip_mention(post.message, bot.username))
+        root = post.thread_id
+        if isinstance(parsed, ChatPrompt):
+            await self._chat(event, username)
+            return
+        if isinstance(parsed, Empty):
+            text = help_text(f"@{bot.username}")
+        elif isinstance(parsed, UsageError):
+            text = parsed.message
+        else:
+            if parsed.spec.slow:
+                await self.adapter.send_typing(post.channel_id, root)
+            reply = await self.actions.run(parsed, Context(username, post.channel_id))
+            text = reply.text
+        for part in split_message(text):
+            await self.adapter.create_post(post.channel_id, part, root)
+
+    async def _chat(self, event: PostedEvent, username: str) -> None:
+        assert self.adapter is not None and self.actions is not None
+        post, bot = event.post, self.adapter.bot
+        thread = await self.adapter.get_thread(post.id)
+        messages = thread_messages(thread, bot.id, bot.username)
+        model = await self.actions.models.get(post.channel_id)
+        chunks = self.actions.service.chat_stream(messages, model=model, source="bot",
+                                                  client=username)
+        await answer(self.adapter, chunks, post.channel_id, post.thread_id,
+                     interval=self.options.edit_interval)
+
+    # -- ops channel -------------------------------------------------------------------------
+
+    async def post_ops(self, text: str) -> bool:
+        """Post `text` in MATTERMOST_CHANNEL; False (logged) when that is not possible now."""
+        if self.adapter is None or not self.logged_in.is_set():
+            log.warning("Not connected to Mattermost; ops message dropped: %s", text[:200])
+            return False
+        channel = await self._resolve_ops_channel()
+        if channel is None:
+            return False
+        try:
+            for part in split_message(text):
+                await self.adapter.create_post(channel, part)
+        except MattermostError as exc:
+            log.warning("Could not post to the ops channel: %s", exc)
+            return False
+        return True
+
+    async def _on_backend(self, name: str, healthy: bool, error: str | None) -> None:
+        """Registry listener: announce now, or schedule a summary after the cooldown."""
+        now = asyncio.get_running_loop().time()
+        delay = self._throttle.offer(name, healthy, error, now)
+        if delay == 0.0:
+            self.spawn(self.post_ops(alert_text(name, healthy, error)), f"alert-{name}")
+        elif delay is not None:
+            self.spawn(self._flush_alert(name, delay), f"alert-flush-{name}")
+
+    async def _flush_alert(self, name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        result = self._throttle.flush(name, asyncio.get_running_loop().time())
+        if result is not None:
+            healthy, error, changes = result
+            await self.post_ops(alert_text(name, healthy, error, changes,
+                                           self.options.alert_cooldown))
+
+    async def _on_gaming(self, enabled: bool, actor: str, source: str) -> None:
+        self.spawn(self.post_ops(gaming_notice(enabled, actor, source)), "gaming-notice")
+
+    async def daily_report(self) -> None:
+        """The scheduled report (also callable directly)."""
+        assert self.service is not None
+        await self.service.decisions.flush(timeout=2.0)
+        stats = await asyncio.to_thread(reports.compute_stats,
+                                        self.service.engine,  # type: ignore[attr-defined]
+                                        reports.since("24h"))
+        await self.post_ops(reports.daily_report(self.service.status(), stats))
