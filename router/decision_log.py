@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine, insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from router.models import Decision
 
@@ -89,7 +89,7 @@ class DecisionLog:
             batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
             try:
                 await asyncio.to_thread(self._write, batch)
-            except (SQLAlchemyError, OSError) as exc:
+            except (OperationalError, OSError) as exc:
                 self.write_errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 log.warning("decision log write failed (%d rows kept, retry in %.2fs): %s",
@@ -98,6 +98,17 @@ class DecisionLog:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
+                continue
+            except SQLAlchemyError as exc:
+                # Not the database's state but the rows (a constraint, a bad value): retrying
+                # the batch would block the log for good, so write row by row and count the rest.
+                log.error("decision log batch rejected (%s); writing its rows one by one",
+                          f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+                written = await asyncio.to_thread(self._write_each, batch)
+                self.dropped += len(batch) - written
+                self.written += written
+                for _ in batch:
+                    self._queue.popleft()
                 continue
             delay = 0.05
             for _ in batch:
@@ -110,6 +121,17 @@ class DecisionLog:
         rows = [{**_COLUMN_DEFAULTS, **row} for row in batch]
         with self._engine.begin() as connection:
             connection.execute(insert(Decision.__table__), rows)  # type: ignore[attr-defined]
+
+    def _write_each(self, batch: list[dict[str, Any]]) -> int:
+        written = 0
+        for row in batch:
+            try:
+                self._write([row])
+                written += 1
+            except SQLAlchemyError as exc:
+                log.error("decision row for request %s could not be written: %s",
+                          row.get("request_id"), f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        return written
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued now has been written (or the timeout passes)."""

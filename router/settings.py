@@ -215,6 +215,9 @@ class Settings:
             raise ConfigError(f"DATABASE_URL must be a sqlite:/// URL, got {self.database_url!r}")
         if self.log_level.upper() not in logging.getLevelNamesMapping():
             raise ConfigError(f"LOG_LEVEL must be a logging level such as INFO, got {self.log_level!r}")
+        if self.opencode_url and self.opencode_api_key and urlsplit(self.opencode_url).username:
+            raise ConfigError("OPENCODE_URL carries credentials (user:pass@) and OPENCODE_API_KEY is "
+                              "set too; use one of them")
         if self.mattermost_url and not self.mattermost_token:
             raise ConfigError("MATTERMOST_TOKEN is required when MATTERMOST_URL is set")
         hour, _, minute = self.daily_report_time.partition(":")

@@ -105,3 +105,17 @@ def test_migrations_upgrade_empty_database_and_are_idempotent(tmp_path: Path):
                    "fallback_attempts", "status_code", "error", "latency_ms", "ttft_ms",
                    "prompt_tokens", "completion_tokens"):
         assert needed in columns
+
+
+async def test_a_bad_row_does_not_block_the_log(tmp_path: Path):
+    url = f"sqlite:///{tmp_path}/bad.db"
+    db.upgrade(url)
+    log = DecisionLog(db.make_engine(url))
+    log.record(request_id="good-1", source="api", status_code=200)
+    log.record(request_id=None, source="api", status_code=200)  # violates NOT NULL
+    log.record(request_id="good-2", source="api", status_code=200)
+    log.start()
+    await log.close()
+    assert (log.written, log.dropped, log.depth) == (2, 1, 0)
+    ids = [r[0] for r in sqlite3.connect(tmp_path / "bad.db").execute("select request_id from decisions")]
+    assert ids == ["good-1", "good-2"]

@@ -49,6 +49,7 @@ def test_seed_names_are_read():
     ({"MATTERMOST_URL": "https://mm.example"}, "MATTERMOST_TOKEN"),
     ({"MATTERMOST_VERIFY_TLS": "maybe"}, "MATTERMOST_VERIFY_TLS"),
     ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ({"OPENCODE_URL": "http://u:p@oc:8002", "OPENCODE_API_KEY": "k"}, "OPENCODE_API_KEY"),
 ])
 def test_bad_values_name_the_variable(env, names):
     with pytest.raises(ConfigError, match=names):
