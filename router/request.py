@@ -107,7 +107,8 @@ def force_big_header(headers: Mapping[str, str]) -> bool:
 def strip_force_big(body: dict[str, Any]) -> bool:
     """Remove `#force_big` from user messages in place; True if the tag was present."""
     found = False
-    for message in body.get("messages") or ():
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
         content = message.get("content")

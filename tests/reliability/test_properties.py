@@ -89,11 +89,12 @@ def test_strip_force_big_is_idempotent_and_leaves_no_tag(body: dict[str, Any]) -
     twice = copy.deepcopy(once)
     assert req.strip_force_big(twice) is False
     assert twice == once
-    for message in once.get("messages") or ():
+    messages = once.get("messages")
+    for message in messages if isinstance(messages, list) else ():
         if isinstance(message, dict) and message.get("role") == "user":
-            texts = [message.get("content")] + [p.get("text") for p in message.get("content") or ()
-                                                 if isinstance(message.get("content"), list)
-                                                 and isinstance(p, dict)]
+            content = message.get("content")
+            parts = content if isinstance(content, list) else []
+            texts = [content] + [p.get("text") for p in parts if isinstance(p, dict)]
             assert not any(isinstance(t, str) and req.FORCE_BIG_TAG.search(t) for t in texts)
 
 
