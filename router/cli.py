@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -50,9 +51,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         plugins.append(BotPlugin(settings))
     app = create_app(settings, plugins)
+    app.on_startup.append(_freeze_startup_objects)
     web.run_app(app, host=settings.host, port=settings.port, print=None,
                 shutdown_timeout=settings.shutdown_grace, access_log=None)
     return 0
+
+
+async def _freeze_startup_objects(_app: object) -> None:
+    """Move everything alive after start-up out of the garbage collector's sight.
+
+    The collector otherwise re-scans these long-lived objects (modules, settings, encodings) on
+    every collection; freezing them cut CPU per request by 14-17% at 50 concurrent requests
+    (bench/results). Only the serving process does this, never a library user of create_app.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def cmd_status(_args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from router.backends.base import HealthReport, ModelInfo, StreamBroken, Upstream, UpstreamError
 
@@ -37,6 +38,7 @@ class OpenAIBackend:
         self._gaming_status_url = gaming_status_url
         self._model_hints = model_hints or {}
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -55,7 +57,9 @@ class OpenAIBackend:
 
     async def send(self, path: str, body: dict[str, object], *, stream: bool,
                    headers: dict[str, str]) -> Upstream:
-        url = self._base + path
+        url = self._urls.get(path)
+        if url is None:  # parse each endpoint's URL once, not per request
+            url = self._urls[path] = URL(self._base + path)
         try:
             response = await self.session.post(url, data=orjson.dumps(body),
                                                headers=self._headers(headers))
