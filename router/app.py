@@ -75,7 +75,7 @@ def create_app(settings: Settings, plugins: Sequence[Plugin] = ()) -> web.Applic
         await asyncio.to_thread(tokens.encoding)  # load the BPE ranks before the first request
         try:
             await asyncio.wait_for(service.registry.check_all(), timeout=10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("first health check did not finish in 10s; continuing")
         scheduler = AsyncIOScheduler()
         scheduler.add_job(service.registry.check_all, "interval",

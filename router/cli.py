@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
-import logging
 import os
 import sys
 from datetime import datetime

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, insert
@@ -68,7 +68,7 @@ class DecisionLog:
             log.error("decision log queue full (%d rows); dropped row for request %s",
                       self._max_queue, row.get("request_id"))
             return
-        row.setdefault("created_at", datetime.now(timezone.utc))
+        row.setdefault("created_at", datetime.now(UTC))
         self._queue.append(row)
         if not self._wakeup.is_set():
             self._wakeup.set()
@@ -147,7 +147,7 @@ class DecisionLog:
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._task.cancel()
         if self._queue:
             self.dropped += len(self._queue)

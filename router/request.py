@@ -142,9 +142,9 @@ def resolve_target(model: str | None, aliases: Mapping[str, str],
             return Target(None)
         backend, _, hint = alias.partition(":")
         return Target(backend, hint or None)
-    backend = served.get(model)
-    if backend is not None:
-        return Target(backend, model)
+    served_by = served.get(model)
+    if served_by is not None:
+        return Target(served_by, model)
     raise ModelNotFound(
         f"The model '{model}' does not exist. Use 'auto', an alias "
         f"({', '.join(sorted(aliases))}) or a model listed by GET /v1/models.", param="model")

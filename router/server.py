@@ -21,9 +21,17 @@ from aiohttp import web
 from router import openapi
 from router import request as req
 from router.backends.base import StreamBroken
+from router.errors import (
+    BadRequest,
+    BodyTooLarge,
+    Forbidden,
+    RateLimited,
+    RouterError,
+    Unauthorized,
+    body_for,
+    error_body,
+)
 from router.logs import request_id_var
-from router.errors import (BadRequest, BodyTooLarge, Forbidden, RateLimited, RouterError,
-                           Unauthorized, body_for, error_body)
 from router.service import PassThrough, Routed, RouterService
 from router.settings import Settings
 

@@ -161,9 +161,9 @@ class RouterService:
         row.update(reason=planned.decision.reason, estimated_tokens=planned.estimated_tokens,
                    gaming_mode=planned.gaming_mode, force_big=planned.force_big)
         if planned.decision.backend is None:
-            exc = NoBackendAvailable(planned.decision.why_none() + ".")
-            self.finish_row(row, exc.status, exc.message, started)
-            raise exc
+            unavailable = NoBackendAvailable(planned.decision.why_none() + ".")
+            self.finish_row(row, unavailable.status, unavailable.message, started)
+            raise unavailable
         failures: list[str] = []
         last: UpstreamError | None = None
         stream = bool(body.get("stream"))
@@ -181,7 +181,7 @@ class RouterService:
                 async with asyncio.timeout(self.settings.first_byte_timeout):
                     upstream, first = await self._first_bytes(
                         state.client, endpoint, {**body, "model": model}, stream, out_headers)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 last = UpstreamError(f"backend {name} sent nothing within "
                                      f"{self.settings.first_byte_timeout:g}s")
             except UpstreamError as exc:

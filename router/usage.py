@@ -13,7 +13,7 @@ import orjson
 class UsageMeter:
     """Feed every body chunk in order; read `prompt_tokens` / `completion_tokens` at the end."""
 
-    __slots__ = ("prompt_tokens", "completion_tokens", "_events", "_reported")
+    __slots__ = ("_events", "_reported", "completion_tokens", "prompt_tokens")
 
     def __init__(self) -> None:
         self.prompt_tokens: int | None = None

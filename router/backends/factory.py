@@ -34,13 +34,15 @@ async def detect_opencode_kind(url: str, timeout: float = 5.0) -> str:
 
 
 async def make_backends(settings: Settings) -> list[Backend]:
-    timeouts = {"connect_timeout": settings.connect_timeout, "read_timeout": settings.read_timeout}
+    connect, read = settings.connect_timeout, settings.read_timeout
     backends: list[Backend] = []
     if settings.local_3070_url:
-        backends.append(OpenAIBackend("3070", settings.local_3070_url, **timeouts))
+        backends.append(OpenAIBackend("3070", settings.local_3070_url, connect_timeout=connect,
+                                      read_timeout=read))
     if settings.gaming_pc_url:
-        backends.append(OpenAIBackend("3090", settings.gaming_pc_url,
-                                      gaming_status_url=settings.resolved_gaming_mode_url, **timeouts))
+        backends.append(OpenAIBackend("3090", settings.gaming_pc_url, connect_timeout=connect,
+                                      read_timeout=read,
+                                      gaming_status_url=settings.resolved_gaming_mode_url))
     if settings.opencode_url:
         kind = settings.opencode_api
         if kind == "auto":

@@ -7,7 +7,6 @@ session with a short timeout. Chunks of a stream are yielded as they arrive, nev
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -29,7 +28,7 @@ class OpenAIBackend:
                  model_hints: dict[str, str] | None = None) -> None:
         self.name = name
         self.url = url.rstrip("/")
-        self._base = self.url[:-3] if self.url.endswith("/v1") else self.url
+        self._base = self.url.removesuffix("/v1")
         self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout,
                                               sock_connect=connect_timeout, sock_read=read_timeout)
@@ -63,7 +62,7 @@ class OpenAIBackend:
         try:
             response = await self.session.post(url, data=orjson.dumps(body),
                                                headers=self._headers(headers))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(f"backend {self.name} timed out before answering") from None
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamError(f"backend {self.name} refused the connection ({exc.os_error})") from None
@@ -72,7 +71,7 @@ class OpenAIBackend:
         if response.status >= 400:
             try:
                 payload = await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 payload = b""
             finally:
                 response.release()
@@ -105,7 +104,7 @@ class OpenAIBackend:
                     return HealthReport(False, error=f"GET /v1/models answered HTTP {resp.status}",
                                         gaming_mode=gaming_mode)
                 payload = orjson.loads(await resp.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
             message = str(exc) or type(exc).__name__
             return HealthReport(False, error=f"health check failed: {message}", gaming_mode=gaming_mode)
         models = tuple(
@@ -139,7 +138,7 @@ async def _chunks(name: str, response: aiohttp.ClientResponse, stream: bool) -> 
                 yield chunk
         else:
             yield await response.read()
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise StreamBroken(f"backend {name} stopped sending (read timeout)") from None
     except aiohttp.ClientPayloadError as exc:
         raise StreamBroken(f"backend {name} dropped the connection mid-response ({exc})") from None

@@ -9,10 +9,9 @@ from tests.conftest import backend_env, decision_rows
 
 
 async def post(router, body: bytes, headers: dict[str, str] | None = None, path: str = "/v1/chat/completions"):
-    async with aiohttp.ClientSession() as http:
-        async with http.post(router.url + path, data=body,
-                             headers={"Content-Type": "application/json", **(headers or {})}) as r:
-            return r.status, await r.json(), dict(r.headers)
+    async with aiohttp.ClientSession() as http, http.post(router.url + path, data=body,
+                         headers={"Content-Type": "application/json", **(headers or {})}) as r:
+        return r.status, await r.json(), dict(r.headers)
 
 
 def assert_openai_error(payload, *words: str) -> None:

@@ -7,7 +7,6 @@ import sqlite3
 from pathlib import Path
 
 import aiohttp
-import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect

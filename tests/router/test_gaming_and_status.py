@@ -98,8 +98,9 @@ async def test_status_and_metrics(make_router, upstreams):
     async with openai.AsyncOpenAI(base_url=router.url + "/v1", api_key="x") as client:
         await client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
     status, text = await call(router, "GET", "/metrics")
+    assert status == 200
     assert 'router_requests_total{backend="3070",reason="small_request",status="200"} 1.0' in text
     assert 'router_backend_up{backend="opencode"} 0.0' in text
     assert "router_decision_log_queue_depth" in text
     status, data = await call(router, "GET", "/health")
-    assert data == {"status": "ok"}
+    assert (status, data) == (200, {"status": "ok"})
