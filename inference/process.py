@@ -21,6 +21,7 @@ import ctypes
 import enum
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -48,11 +49,22 @@ class ModelState(enum.StrEnum):
     STOPPING = "stopping"
 
 
+# Below Linux's ephemeral range (32768-60999): an outgoing connection can never take a port
+# from here between our check and vLLM's bind, as it could with a kernel-chosen port.
+_PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1, outside the ephemeral range, that was free a moment ago."""
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {_PORT_RANGE[0]}-{_PORT_RANGE[1]} on 127.0.0.1")
 
 
 def _die_with_parent() -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.agent_process import BIN, RunningAgent, free_port, stop_process, wait_http
+from tests.conftest import free_port
+from tests.e2e.agent_process import BIN, RunningAgent, stop_process, wait_http
 from tests.e2e.vllm_env import build_tiny_llama, ensure_vllm_venv
 
 

@@ -18,7 +18,8 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.agent_process import BIN, RunningAgent, free_port, stop_process, wait_http
+from tests.conftest import free_port
+from tests.e2e.agent_process import BIN, RunningAgent, stop_process, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 

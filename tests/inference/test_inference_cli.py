@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from inference.cli import main
+from tests.conftest import free_port as _free_port
 from tests.inference.inference_helpers import fake_command
 
 AGENT = Path(sys.executable).parent / "local-ai-inference"
@@ -47,10 +47,6 @@ def test_bad_config_exits_2(monkeypatch: pytest.MonkeyPatch,
     assert "INFERENCE_CONFIG 'no-such-profile'" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
