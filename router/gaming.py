@@ -88,9 +88,8 @@ class GamingMode:
         if self._pending is not None and self._pending != enabled and self._url:
             pending = self._pending
             self._pending = None
-            result = await self.set(pending, "router", "pending")
-            if result.applied:
-                return
+            await self.set(pending, "router", "pending")
+            return  # applied, or pending again (set() keeps it): the PC's old state is stale
         self._pending = None
         if enabled != self.enabled:
             async with self._lock:

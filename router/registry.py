@@ -82,10 +82,18 @@ class BackendRegistry:
     async def check_all(self) -> None:
         """Check every backend concurrently, apply the results, and wait for the listeners."""
         names = list(self.states)
-        reports = await asyncio.gather(*(self.states[n].client.check_health() for n in names))
+        results = await asyncio.gather(*(self.states[n].client.check_health() for n in names),
+                                       return_exceptions=True)
         before = set(self._tasks)
-        for name, report in zip(names, reports):
-            self.apply(name, report)
+        for name, result in zip(names, results):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):  # cancellation, interpreter exit
+                    raise result
+                # check_health must not raise; one that does must not hide the others' results.
+                log.error("health check of backend %s raised", name, exc_info=result)
+                result = HealthReport(False, error=f"health check failed: "
+                                                   f"{type(result).__name__}: {result}")
+            self.apply(name, result)
         spawned = self._tasks - before
         if spawned:
             await asyncio.wait(spawned)

@@ -270,22 +270,26 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     First it sets the request id (the client's `X-Request-ID` or a new one) in `request_id_var`,
     so that every log line emitted while serving this request carries it.
     """
-    request_id_var.set(request.headers.get("X-Request-ID") or uuid.uuid4().hex)
+    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    request_id_var.set(request_id)
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
-        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None  # RFC 9110
+        headers = {"X-Request-ID": request_id}  # SPEC: every /v1 response carries it
+        if "Allow" in exc.headers:  # RFC 9110
+            headers["Allow"] = exc.headers["Allow"]
         return json_response(error_body(f"{exc.reason}: {request.method} {request.path}",
-                                        "invalid_request_error", code), exc.status, allow)
+                                        "invalid_request_error", code), exc.status, headers)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response(error_body("Internal router error; see the router log.",
-                                        "server_error", "internal_error"), 500)
+                                        "server_error", "internal_error"), 500,
+                             {"X-Request-ID": request_id})
 
 
 def add_routes(app: web.Application, settings: Settings) -> None:

@@ -150,9 +150,24 @@ class RouterService:
                    headers: Mapping[str, str] | None = None) -> Routed:
         """Plan and open the request, falling back before the first byte.
 
-        Raises RouterError; in that case the decision row is already recorded.
+        Raises RouterError; in that case the decision row is already recorded. A cancellation
+        (client gone, shutdown past its grace, the bot giving up) records a 499 row and any other
+        unexpected error a 500 row before it propagates, so no routed request goes unlogged.
         """
         started = time.perf_counter()
+        try:
+            return await self._open(endpoint, body, row, headers, started)
+        except BaseException as exc:
+            if "status_code" not in row:  # not recorded yet: cancelled, or a router bug
+                if isinstance(exc, asyncio.CancelledError):
+                    self.finish_row(row, 499, "cancelled before the first byte", started)
+                else:
+                    self.finish_row(row, 500, f"router error before the first byte: "
+                                    f"{type(exc).__name__}: {exc}", started)
+            raise
+
+    async def _open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
+                    headers: Mapping[str, str] | None, started: float) -> Routed:
         try:
             planned = await self.plan(endpoint, body, headers)
         except RouterError as exc:
@@ -167,6 +182,11 @@ class RouterService:
         failures: list[str] = []
         last: UpstreamError | None = None
         stream = bool(body.get("stream"))
+        # A non-streaming answer arrives whole, so its "first byte" is the end of generation:
+        # give it the read timeout, not the first-token deadline meant for streams.
+        deadline = self.settings.first_byte_timeout
+        if not stream:
+            deadline = max(deadline, self.settings.read_timeout)
         for attempt, name in enumerate(planned.decision.candidates):
             state = self.registry.get(name)
             assert state is not None
@@ -178,14 +198,16 @@ class RouterService:
                 out_headers["X-Force-Big"] = "true"
             try:
                 # asyncio.timeout, not wait_for: no extra task per request on Python 3.11.
-                async with asyncio.timeout(self.settings.first_byte_timeout):
+                async with asyncio.timeout(deadline):
                     upstream, first = await self._first_bytes(
                         state.client, endpoint, {**body, "model": model}, stream, out_headers)
             except TimeoutError:
-                last = UpstreamError(f"backend {name} sent nothing within "
-                                     f"{self.settings.first_byte_timeout:g}s")
+                last = UpstreamError(f"backend {name} sent nothing within {deadline:g}s")
             except UpstreamError as exc:
                 last = exc
+            except Exception as exc:  # a backend bug must not skip the fallback or the row
+                log.exception("request %s: backend %s failed unexpectedly", row["request_id"], name)
+                last = UpstreamError(f"backend {name} failed: {type(exc).__name__}: {exc}")
             else:
                 row["ttft_ms"] = round((time.perf_counter() - started) * 1000, 2)
                 if attempt:
@@ -208,7 +230,10 @@ class RouterService:
 
     async def _first_bytes(self, client: Backend, endpoint: str, body: dict[str, Any],
                            stream: bool, headers: dict[str, str]) -> tuple[Upstream, bytes]:
-        upstream = await client.send(endpoint, body, stream=stream, headers=headers)
+        try:
+            upstream = await client.send(endpoint, body, stream=stream, headers=headers)
+        except StreamBroken as exc:  # e.g. OpenCode's event stream ending before any output
+            raise UpstreamError(str(exc)) from None
         if stream:
             if not upstream.content_type.startswith("text/event-stream"):
                 await upstream.release()
@@ -231,7 +256,15 @@ class RouterService:
     @staticmethod
     def _upstream_error(last: UpstreamError, failures: list[str]) -> RouterError:
         if not last.retriable and last.status is not None and last.body:
-            return PassThrough(last.status, last.body, last.message)
+            if _is_openai_error(last.body):
+                return PassThrough(last.status, last.body, last.message)
+            # Not an OpenAI error body (an HTML page from a proxy, plain text): keep the status,
+            # but answer in the OpenAI shape the SPEC promises for every error.
+            snippet = last.body[:200].decode("utf-8", "replace").strip()
+            wrapped = UpstreamFailed(f"The {last.message}: {snippet}", status=last.status)
+            if last.status < 500:
+                wrapped.type = "invalid_request_error"
+            return wrapped
         if last.status == 429:
             return RateLimited("Every candidate backend is rate limited: " + "; ".join(failures) + ".",
                                headers={"Retry-After": last.retry_after or "5"})
@@ -359,6 +392,14 @@ class SSEText:
                 if delta:
                     out.append(delta)
         return out
+
+
+def _is_openai_error(body: bytes) -> bool:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(payload, dict) and isinstance(payload.get("error"), dict)
 
 
 class PassThrough(RouterError):

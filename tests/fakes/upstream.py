@@ -24,6 +24,7 @@ class FakeUpstream:
         self.mode = "ok"
         self.fail_status = 500
         self.die_after = 2
+        self.delay = 0.0  # seconds before answering (a slow, whole generation)
         self.healthy = True
         self.gaming_mode = gaming_mode
         self.requests: list[dict[str, Any]] = []
@@ -90,6 +91,8 @@ class FakeUpstream:
                                      status=self.fail_status, headers={"Retry-After": "7"})
         if self.mode == "hang":
             await asyncio.sleep(3600)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.mode == "garbage":
             return web.Response(text="<html>this is not json</html>", content_type="text/html")
         return body  # type: ignore[no-any-return]

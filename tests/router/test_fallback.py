@@ -18,7 +18,7 @@ async def _client(router):
 
 @pytest.mark.parametrize("failure", ["refuse", "hang", "500", "503", "429"])
 async def test_failing_backend_falls_back_to_next_candidate(make_router, upstreams, failure):
-    router = await make_router(backend_env(upstreams), first_byte_timeout=0.5)
+    router = await make_router(backend_env(upstreams), first_byte_timeout=0.5, read_timeout=0.5)
     small = upstreams["3070"]
     if failure == "refuse":
         await small.stop()
@@ -137,3 +137,14 @@ async def test_client_disconnect_mid_stream_cancels_upstream(make_router, upstre
             break
         await asyncio.sleep(0.05)
     assert rows[0].status_code == 499 and "disconnected" in rows[0].error
+
+
+async def test_non_streaming_answer_gets_the_read_timeout_not_the_first_token_deadline(make_router, upstreams):
+    """A whole answer arrives only when generation ends; the short stream deadline must not cut it."""
+    router = await make_router(backend_env(upstreams), first_byte_timeout=0.2, read_timeout=5)
+    upstreams["3070"].delay = 0.6
+    async with await _client(router) as client:
+        raw = await client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
+    assert raw.headers["x-routed-backend"] == "3070"
+    [row] = await decision_rows(router)
+    assert row.fallback_attempts == 0
