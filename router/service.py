@@ -220,7 +220,11 @@ class RouterService:
             self.metrics.fallbacks.labels(name).inc()
             if not last.retriable:
                 break
-            if last.status is None or last.status >= 500:
+            if last.status == 503 and last.body and b'"gaming_mode"' in last.body:
+                # The gaming PC's agent refused: it is up, but in gaming mode. Learn that now
+                # rather than at the next health check, and do not count it against its health.
+                await self.gaming.observe(True)
+            elif last.status is None or last.status >= 500:
                 self.registry.report_failure(name, last.message)
             log.warning("request %s: %s; trying the next candidate", row["request_id"], last.message)
         assert last is not None

@@ -23,6 +23,7 @@ class FakeUpstream:
         self.chunks = chunks
         self.mode = "ok"
         self.fail_status = 500
+        self.fail_code: str | None = None
         self.die_after = 2
         self.delay = 0.0  # seconds before answering (a slow, whole generation)
         self.healthy = True
@@ -87,7 +88,8 @@ class FakeUpstream:
         self.received.set()
         if self.mode == "status":
             return web.json_response({"error": {"message": f"fake failure {self.fail_status}",
-                                                "type": "server_error", "code": None, "param": None}},
+                                                "type": "server_error", "code": self.fail_code,
+                                                "param": None}},
                                      status=self.fail_status, headers={"Retry-After": "7"})
         if self.mode == "hang":
             await asyncio.sleep(3600)

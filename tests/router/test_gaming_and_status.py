@@ -104,3 +104,20 @@ async def test_status_and_metrics(make_router, upstreams):
     assert "router_decision_log_queue_depth" in text
     status, data = await call(router, "GET", "/health")
     assert (status, data) == (200, {"status": "ok"})
+
+
+async def test_gaming_refusal_from_the_pc_is_learned_not_counted_as_down(make_router, upstreams):
+    """The router's view was stale: the agent refuses with code gaming_mode; routing adapts at once."""
+    router = await make_router(backend_env(upstreams), unhealthy_after=1)
+    pc = upstreams["3090"]
+    pc.mode, pc.fail_status, pc.fail_code = "status", 503, "gaming_mode"
+    async with openai.AsyncOpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0) as client:
+        first = await client.chat.completions.with_raw_response.create(
+            model="medium", messages=[{"role": "user", "content": "hi"}])
+        second = await client.chat.completions.with_raw_response.create(
+            model="medium", messages=[{"role": "user", "content": "hi"}])
+    assert first.headers["x-routed-backend"] == "3070"  # fell back after the refusal
+    assert router.service.gaming.enabled is True
+    assert router.service.registry.get("3090").healthy is True
+    assert (second.headers["x-routed-backend"], second.headers["x-route-reason"]) == ("3070", "gaming_mode")
+    assert len(pc.requests) == 1  # the gated 3090 is not asked again
