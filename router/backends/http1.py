@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from typing import cast
 
 import httptools
 
@@ -93,8 +94,9 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's TCP transport is not an asyncio.Transport
+        # subclass, though it has the same methods.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.received = True
