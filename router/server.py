@@ -130,7 +130,7 @@ class Api:
             service.metrics.rejected.labels(str(exc.status)).inc()
             return _error_response(exc, request_id)
         row = service.new_row(request_id=request_id, source="api", client=client,
-                                   endpoint=endpoint, body=body)
+                              endpoint=endpoint, body=body)
         try:
             routed = await service.open(endpoint, body, row, request.headers)
         except RouterError as exc:

@@ -29,7 +29,7 @@ from router.metrics import Metrics
 from router.policy import Decision, Features, decide, is_complex
 from router.registry import BackendRegistry
 from router.settings import Settings, redact_url
-from router.sse import checked
+from router.sse import SSEText, checked
 from router.usage import UsageMeter
 
 log = logging.getLogger(__name__)
@@ -363,39 +363,6 @@ class ChatChunk:
     backend: str
     model: str
     reason: str
-
-
-class SSEText:
-    """Incremental parser of an OpenAI chat SSE stream into content deltas."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self.error: str | None = None
-
-    def feed(self, chunk: bytes) -> list[str]:
-        self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        out: list[str] = []
-        for line in lines:
-            line = line.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                continue
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(event, dict) and event.get("error"):
-                error = event["error"]
-                self.error = error.get("message") if isinstance(error, dict) else str(error)
-                continue
-            for choice in event.get("choices") or ():
-                delta = (choice.get("delta") or {}).get("content")
-                if delta:
-                    out.append(delta)
-        return out
 
 
 def _is_openai_error(body: bytes) -> bool:

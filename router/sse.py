@@ -1,7 +1,8 @@
-"""Relaying a backend's SSE stream so that only whole, well-formed event lines reach the client.
+"""Server-sent events from backends: relaying only whole, well-formed lines, and reading deltas.
 
-A backend that sends a `data:` line that is not JSON (nor `[DONE]`) breaks every OpenAI client
-that reads the stream. `checked()` catches that line: before the first byte it becomes an
+`SSEText` reads the content deltas out of a chat stream (for the bot). `checked()` guards the
+relay: a `data:` line that is not JSON (nor `[DONE]`) breaks every OpenAI client reading the
+stream, so `checked()` catches it: before the first byte it becomes an
 `UpstreamError` (the router falls back to the next candidate); after it, a `StreamBroken` (the
 proxy ends the stream with an OpenAI error event and logs the row as 502).
 
@@ -64,3 +65,36 @@ async def checked(name: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[byte
         if bad is not None:
             raise StreamBroken(f"backend {name} sent {bad[1]}")
         yield tail
+
+
+class SSEText:
+    """Incremental parser of an OpenAI chat SSE stream into content deltas."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self.error: str | None = None
+
+    def feed(self, chunk: bytes) -> list[str]:
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        out: list[str] = []
+        for line in lines:
+            line = line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                continue
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and event.get("error"):
+                error = event["error"]
+                self.error = error.get("message") if isinstance(error, dict) else str(error)
+                continue
+            for choice in event.get("choices") or ():
+                delta = (choice.get("delta") or {}).get("content")
+                if delta:
+                    out.append(delta)
+        return out

@@ -19,7 +19,6 @@ from router.backends import http1
 from router.backends.base import HealthReport, ModelInfo, StreamBroken, Upstream, UpstreamError
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-USE_HTTP1 = True  # the http1 client for http:// upstreams (False: aiohttp's client for all)
 
 
 class OpenAIBackend:
@@ -44,7 +43,7 @@ class OpenAIBackend:
         self._pool: http1.Pool | None = None
         self._prefix = ""
         base = URL(self._base)
-        if USE_HTTP1 and base.scheme == "http" and base.host and not base.user \
+        if base.scheme == "http" and base.host and not base.user \
                 and not base.query_string and base.port is not None:
             self._pool = http1.Pool(base.host, base.port, connect_timeout=connect_timeout,
                                     read_timeout=read_timeout)
@@ -88,10 +87,8 @@ class OpenAIBackend:
                 payload = b""
             finally:
                 response.release()
-            raise UpstreamError(
-                f"backend {self.name} answered HTTP {response.status}",
-                status=response.status, retriable=response.status in RETRIABLE_STATUSES,
-                body=payload, retry_after=response.headers.get("Retry-After"))
+            raise _status_error(self.name, response.status, payload,
+                                response.headers.get("Retry-After"))
 
         async def release() -> None:
             response.release()
@@ -118,10 +115,8 @@ class OpenAIBackend:
                 payload = b""
             finally:
                 response.release()
-            raise UpstreamError(
-                f"backend {self.name} answered HTTP {response.status}",
-                status=response.status, retriable=response.status in RETRIABLE_STATUSES,
-                body=payload, retry_after=response.headers.get("retry-after"))
+            raise _status_error(self.name, response.status, payload,
+                                response.headers.get("retry-after"))
 
         async def release() -> None:
             response.release()
@@ -173,6 +168,13 @@ class OpenAIBackend:
             self._pool.close()
         if self._session is not None:
             await self._session.close()
+
+
+def _status_error(name: str, status: int, body: bytes, retry_after: str | None) -> UpstreamError:
+    """The UpstreamError for an error status, whichever client received it."""
+    return UpstreamError(f"backend {name} answered HTTP {status}", status=status,
+                         retriable=status in RETRIABLE_STATUSES, body=body,
+                         retry_after=retry_after)
 
 
 async def _chunks(name: str, response: aiohttp.ClientResponse, stream: bool) -> AsyncIterator[bytes]:
