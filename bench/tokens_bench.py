@@ -1,4 +1,4 @@
-"""Token estimation cost (`router.tokens`) and whether `await estimate(...)` blocks the loop.
+"""Token estimation cost (`router.core.tokens`) and whether `await estimate(...)` blocks the loop.
 
 Runs in the benchmark's own process: the prompts are built from a fixed seed, so each run
 tokenises the same text.
@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from router import tokens
+from router.core import tokens
 
 _WORDS = ["the", "router", "sends", "each", "request", "to", "the", "best", "backend", "while", "gaming", "mode", "keeps", "the", "big", "card", "free", "estimate", "tokens", "context", "window", "stream", "chunk", "latency", "throughput", "decision", "log", "sqlite", "batch", "writer", "upstream", "fallback", "health", "check", "model", "alias", "mattermost", "bot", "python", "asyncio", "event", "loop", "thread", "worker", "json", "schema", "tool", "call", "image", "budget"]
 

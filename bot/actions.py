@@ -18,11 +18,11 @@ from sqlmodel import Session
 
 from bot import reports
 from bot.commands import Invocation, help_text
-from router import request as req
-from router.agents import AgentClient, AgentError
+from router.wire import chat as req
+from router.backends.agent_control import AgentClient, AgentError
 from router.errors import RouterError
-from router.models import Setting
-from router.service import RouterService
+from router.store.models import Setting
+from router.core.service import RouterService
 
 __all__ = ["REASONS", "BotActions", "ChannelModels", "Context", "Reply"]
 

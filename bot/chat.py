@@ -22,7 +22,7 @@ from bot.commands import strip_mention
 from bot.mattermost_types import MattermostError, Post
 from router.backends.base import StreamBroken
 from router.errors import RouterError
-from router.service import ChatChunk
+from router.core.service import ChatChunk
 
 __all__ = ["MAX_POST_CHARS", "Poster", "StreamingReply", "answer", "footer", "split_message",
            "thread_messages"]

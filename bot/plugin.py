@@ -35,8 +35,8 @@ from bot.mattermost import (
     User,
 )
 from bot.slash import SlashCommand
-from router.agents import AgentClient
-from router.service import RouterService
+from router.backends.agent_control import AgentClient
+from router.core.service import RouterService
 from router.settings import Settings
 
 __all__ = ["BotOptions", "BotPlugin"]

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, select
 
-from router.models import Decision
+from router.store.models import Decision
 
 __all__ = [
     "WINDOWS",

@@ -24,7 +24,7 @@ from bot.chat import footer, split_message
 from bot.commands import ChatPrompt, Empty, Invocation, UsageError, help_text, parse
 from router.backends.base import StreamBroken
 from router.errors import BadRequest, RouterError, Unauthorized, body_for
-from router.server import json_response
+from router.http.api import json_response
 
 __all__ = ["WORKING", "SlashCommand"]
 

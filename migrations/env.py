@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
-import router.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import router.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 target_metadata = SQLModel.metadata
 url = context.config.get_main_option("sqlalchemy.url")

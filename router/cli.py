@@ -33,7 +33,7 @@ def _client() -> httpx.Client:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from router.app import create_app
+    from router.http.app import create_app
     from router.logs import setup_logging
 
     overrides: dict[str, Any] = {}
@@ -91,8 +91,8 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from sqlmodel import Session
 
-    from router import db
-    from router.models import Decision
+    from router.store import db
+    from router.store.models import Decision
 
     settings = Settings.from_env()
     engine = db.make_engine(settings.database_url)
@@ -149,7 +149,7 @@ def cmd_gaming(args: argparse.Namespace) -> int:
 
 
 def cmd_db(_args: argparse.Namespace) -> int:
-    from router import db
+    from router.store import db
 
     settings = Settings.from_env()
     db.upgrade(settings.database_url)

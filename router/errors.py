@@ -89,3 +89,26 @@ def error_body(message: str, type_: str = "server_error", code: str | None = Non
 
 def body_for(exc: RouterError) -> dict[str, Any]:
     return error_body(exc.message, exc.type, exc.code, exc.param)
+
+
+# Failures between the router and a backend. They never reach a client as they are: the service
+# turns them into fallback, a RouterError, or an error event on a stream.
+
+class UpstreamError(Exception):
+    """The backend could not give a usable answer before the first byte.
+
+    `retriable` says whether the next candidate should be tried (refused, timed out, 5xx, 429).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retriable: bool = True,
+                 body: bytes | None = None, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retriable = retriable
+        self.body = body
+        self.retry_after = retry_after
+
+
+class StreamBroken(Exception):
+    """The upstream failed after the first byte (connection lost, timeout, bad data)."""

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from router.app import create_app
-from router.server import SERVICE
-from router.service import RouterService
+from router.http.app import create_app
+from router.http.api import SERVICE
+from router.core.service import RouterService
 from router.settings import Settings
 from tests.fakes.upstream import FakeUpstream
 
@@ -103,7 +103,7 @@ async def decision_rows(router: RunningRouter) -> list[Any]:
     from sqlalchemy import select
     from sqlmodel import Session
 
-    from router.models import Decision
+    from router.store.models import Decision
 
     await router.service.decisions.flush()
     with Session(router.service.engine) as session:  # type: ignore[attr-defined]

@@ -12,6 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from router.errors import StreamBroken, UpstreamError
+
+__all__ = ["Backend", "HealthReport", "ModelInfo", "StreamBroken", "Upstream", "UpstreamError"]
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -30,26 +34,6 @@ class HealthReport:
     error: str | None = None
     latency_ms: float | None = None
     gaming_mode: bool | None = None
-
-
-class UpstreamError(Exception):
-    """The backend could not give a usable answer before the first byte.
-
-    `retriable` says whether the next candidate should be tried (refused, timed out, 5xx, 429).
-    """
-
-    def __init__(self, message: str, *, status: int | None = None, retriable: bool = True,
-                 body: bytes | None = None, retry_after: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.retriable = retriable
-        self.body = body
-        self.retry_after = retry_after
-
-
-class StreamBroken(Exception):
-    """The upstream failed after the first byte (connection lost, timeout, bad data)."""
 
 
 @dataclass

@@ -7,7 +7,7 @@ import dataclasses
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.alerts import AlertThrottle, alert_text
-from router.app import SCHEDULER
+from router.http.app import SCHEDULER
 from tests.bot.bot_helpers import TEST_OPTIONS, BotWorld, start_bot
 from tests.bot.mattermost_helpers import World
 from tests.conftest import RouterFactory

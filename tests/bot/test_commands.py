@@ -23,7 +23,7 @@ from bot.commands import (
     parse,
     strip_mention,
 )
-from router.agents import AgentClient, AgentError
+from router.backends.agent_control import AgentClient, AgentError
 from tests.bot.bot_helpers import start_bot
 from tests.bot.mattermost_helpers import World
 from tests.conftest import RouterFactory

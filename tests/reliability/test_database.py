@@ -23,7 +23,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
-from router import db
+from router.store import db
 from tests.conftest import backend_env, decision_rows
 from tests.reliability.conftest import HELLO, serve, wait_until
 
@@ -102,7 +102,7 @@ async def test_rows_still_unwritable_at_shutdown_are_counted_and_logged(make_rou
     with disk_full(router):
         await _requests(router, n, "lost")
         await wait_until(lambda: log.write_errors > 0)
-        caplog.set_level(logging.ERROR, logger="router.decision_log")
+        caplog.set_level(logging.ERROR, logger="router.store.decision_log")
         await router.stop()  # the writer retries up to its backoff ceiling, then gives up
     # rows that still fitted in the last page were written; every other one is counted
     assert log.dropped > 0 and log.written + log.dropped == n
@@ -175,7 +175,7 @@ async def test_sigterm_lets_the_inflight_stream_finish_refuses_new_and_flushes(t
 
 async def test_rows_with_different_columns_share_a_batch(tmp_path: Path):
     """A 404 row (no backend) batched with a routed row must not poison the batch."""
-    from router.decision_log import DecisionLog
+    from router.store.decision_log import DecisionLog
 
     url = f"sqlite:///{tmp_path}/mixed.db"
     db.upgrade(url)

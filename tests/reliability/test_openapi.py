@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from router.openapi import spec
+from router.http.openapi import spec
 from tests.conftest import backend_env
 
 ST = Path(sys.executable).with_name("st")

@@ -12,8 +12,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router import request as req
-from router import tokens
+from router.wire import chat as req
+from router.core import tokens
 from router.errors import BadRequest, ModelNotFound
 from router.settings import BACKENDS, DEFAULT_ALIASES
 from tests.conftest import backend_env

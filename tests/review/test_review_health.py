@@ -5,7 +5,7 @@ health from being applied, nor crash start-up or the scheduled check."""
 from __future__ import annotations
 
 from router.backends.base import HealthReport
-from router.registry import BackendRegistry
+from router.core.registry import BackendRegistry
 
 
 class _Fake:

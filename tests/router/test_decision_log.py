@@ -11,8 +11,8 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from router import db
-from router.decision_log import DecisionLog
+from router.store import db
+from router.store.decision_log import DecisionLog
 from tests.conftest import backend_env, decision_rows
 
 N = 250

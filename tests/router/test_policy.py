@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.policy import BackendView, Features, decide, is_complex
+from router.core.policy import BackendView, Features, decide, is_complex
 
 SMALL, MEDIUM = 2000, 16000
 

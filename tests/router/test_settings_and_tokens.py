@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from router import tokens
+from router.core import tokens
 from router.settings import DEFAULT_ALIASES, ConfigError, Settings
 
 
@@ -75,7 +75,7 @@ def test_encoding_loads_with_no_network(tmp_path: Path):
         "def guard(self, addr):\n"
         "    raise OSError(f'network access attempted: {addr}')\n"
         "socket.socket.connect = guard\n"
-        "from router import tokens\n"
+        "from router.core import tokens\n"
         "print(tokens.count_text('hello world'))\n")
     env = {"TIKTOKEN_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False,

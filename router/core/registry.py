@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from router.backends.base import Backend, HealthReport, ModelInfo
-from router.policy import BackendView
+from router.core.policy import BackendView
 
 log = logging.getLogger(__name__)
 

@@ -18,19 +18,19 @@ from typing import Any
 
 import orjson
 
-from router import request as req
-from router import tokens
+from router.wire import chat as req
+from router.core import tokens
 from router.backends.base import Backend, StreamBroken, Upstream, UpstreamError
-from router.decision_log import DecisionLog
+from router.store.decision_log import DecisionLog
 from router.errors import NoBackendAvailable, RateLimited, RouterError, UpstreamFailed
-from router.gaming import GamingMode
+from router.core.gaming import GamingMode
 from router.logs import request_id_var
 from router.metrics import Metrics
-from router.policy import Decision, Features, decide, is_complex
-from router.registry import BackendRegistry
+from router.core.policy import Decision, Features, decide, is_complex
+from router.core.registry import BackendRegistry
 from router.settings import Settings, redact_url
-from router.sse import SSEText, checked
-from router.usage import UsageMeter
+from router.wire.sse import SSEText, checked
+from router.wire.usage import UsageMeter
 
 log = logging.getLogger(__name__)
 

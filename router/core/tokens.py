@@ -24,7 +24,7 @@ import orjson
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
-_BPE_FILE = Path(__file__).parent / "data" / "cl100k_base.tiktoken"
+_BPE_FILE = Path(__file__).resolve().parents[1] / "data" / "cl100k_base.tiktoken"
 _BPE_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 # cl100k_base's split pattern and special tokens, as published in tiktoken_ext.openai_public.
 _PAT = (

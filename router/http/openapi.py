@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the router's own HTTP API, served at `GET /openapi.json`.
 
-Request schemas mirror `router.request`'s validation exactly (a body the schema accepts is not
+Request schemas mirror `router.wire.chat`'s validation exactly (a body the schema accepts is not
 refused as malformed, and one it rejects gets 400), so schema-driven tools such as schemathesis
 can check the live router. Forwarded fields beyond those the router reads are allowed and passed
 on to the backend as sent. Pure data: `spec()` builds a fresh dict on each call.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from router.request import MAX_INTEGER
+from router.wire.chat import MAX_INTEGER
 
 JSON = "application/json"
 

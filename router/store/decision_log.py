@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from router.models import Decision
+from router.store.models import Decision
 
 log = logging.getLogger(__name__)
 

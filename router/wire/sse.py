@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from router.backends.base import StreamBroken
+from router.errors import StreamBroken
 
 _SNIPPET = 60
 

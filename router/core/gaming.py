@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from router.models import GamingModeChange
+from router.store.models import GamingModeChange
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from router import openapi
-from router import request as req
+from router.http import openapi
+from router.wire import chat as req
 from router.backends.base import StreamBroken
 from router.errors import (
     BadRequest,
@@ -32,7 +32,7 @@ from router.errors import (
     error_body,
 )
 from router.logs import request_id_var
-from router.service import PassThrough, Routed, RouterService
+from router.core.service import PassThrough, Routed, RouterService
 from router.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -15,15 +15,16 @@ from typing import Protocol
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from router import db, tokens
+from router.store import db
+from router.core import tokens
 from router.backends.factory import make_backends
-from router.decision_log import DecisionLog
-from router.gaming import GamingMode
+from router.store.decision_log import DecisionLog
+from router.core.gaming import GamingMode
 from router.logs import install_request_ids
 from router.metrics import Metrics
-from router.registry import BackendRegistry
-from router.server import SERVICE, add_routes, errors_middleware
-from router.service import RouterService
+from router.core.registry import BackendRegistry
+from router.http.api import SERVICE, add_routes, errors_middleware
+from router.core.service import RouterService
 from router.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The routing core: policy, service (route lifecycle), registry, gaming mode, token estimates."""

@@ -1,0 +1,1 @@
+"""Wire formats: parsing and validating client requests, SSE, usage, and translation between APIs."""
