@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[str, bool, str | None], Awaitable[None]]
 OPENCODE_CONTEXT = 200_000
+CHAT_ONLY: frozenset[str] = frozenset({"chat"})
 
 
 @dataclass
@@ -41,6 +42,11 @@ class BackendState:
     failures: int = 0
     successes: int = 0
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def apis(self) -> frozenset[str]:
+        """Wire APIs the backend serves natively ("chat", "messages", "responses")."""
+        return getattr(self.client, "apis", CHAT_ONLY)
 
     @property
     def context_window(self) -> int | None:

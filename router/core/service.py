@@ -60,9 +60,27 @@ class Planned:
         }
 
 
+@dataclass(frozen=True)
+class NativeRequest:
+    """The client's own body in another wire API, for backends that serve that API natively.
+
+    The service plans with the Chat Completions translation of a Messages or Responses request;
+    a candidate whose `apis` include `api` gets `body` (with `model` rewritten) sent to `path`
+    untouched instead, and the `Routed` it returns says `native=True`.
+    """
+
+    api: str  # "messages" | "responses"
+    path: str  # "/v1/messages" | "/v1/responses"
+    body: dict[str, Any]
+
+
 @dataclass
 class Routed:
-    """An upstream answer that has produced its first bytes. Stream `rest`, then `finish`."""
+    """An upstream answer that has produced its first bytes. Stream `rest`, then `finish`.
+
+    `native` is True when the backend answered in the client's own wire API (see NativeRequest);
+    otherwise the answer is Chat Completions (or the endpoint the request was planned for).
+    """
 
     service: RouterService
     row: dict[str, Any]
@@ -72,6 +90,7 @@ class Routed:
     model: str
     reason: str
     started: float
+    native: bool = False
     meter: UsageMeter = field(default_factory=UsageMeter)
     _done: bool = False
 
@@ -147,7 +166,8 @@ class RouterService:
         }
 
     async def open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
-                   headers: Mapping[str, str] | None = None) -> Routed:
+                   headers: Mapping[str, str] | None = None, *,
+                   native: NativeRequest | None = None) -> Routed:
         """Plan and open the request, falling back before the first byte.
 
         Raises RouterError; in that case the decision row is already recorded. A cancellation
@@ -156,7 +176,7 @@ class RouterService:
         """
         started = time.perf_counter()
         try:
-            return await self._open(endpoint, body, row, headers, started)
+            return await self._open(endpoint, body, row, headers, started, native)
         except BaseException as exc:
             if "status_code" not in row:  # not recorded yet: cancelled, or a router bug
                 if isinstance(exc, asyncio.CancelledError):
@@ -167,7 +187,8 @@ class RouterService:
             raise
 
     async def _open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
-                    headers: Mapping[str, str] | None, started: float) -> Routed:
+                    headers: Mapping[str, str] | None, started: float,
+                    native: NativeRequest | None = None) -> Routed:
         try:
             planned = await self.plan(endpoint, body, headers)
         except RouterError as exc:
@@ -196,11 +217,14 @@ class RouterService:
             out_headers = {"X-Request-ID": row["request_id"]}
             if name == "3090" and planned.force_big:
                 out_headers["X-Force-Big"] = "true"
+            path, send_body, is_native = endpoint, body, False
+            if native is not None and native.api in state.apis:
+                path, send_body, is_native = native.path, native.body, True
             try:
                 # asyncio.timeout, not wait_for: no extra task per request on Python 3.11.
                 async with asyncio.timeout(deadline):
                     upstream, first = await self._first_bytes(
-                        state.client, endpoint, {**body, "model": model}, stream, out_headers)
+                        state.client, path, {**send_body, "model": model}, stream, out_headers)
             except TimeoutError:
                 last = UpstreamError(f"backend {name} sent nothing within {deadline:g}s")
             except UpstreamError as exc:
@@ -213,7 +237,7 @@ class RouterService:
                 if attempt:
                     row["reason"] = planned.decision.reason
                 routed = Routed(self, row, upstream, first, name, model, planned.decision.reason,
-                                started)
+                                started, native=is_native)
                 routed.meter.feed(first)
                 return routed
             failures.append(f"{name}: {last.message}")
