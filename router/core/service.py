@@ -195,7 +195,10 @@ class RouterService:
             self.finish_row(row, exc.status, exc.message, started)
             raise
         row.update(reason=planned.decision.reason, estimated_tokens=planned.estimated_tokens,
-                   gaming_mode=planned.gaming_mode, force_big=planned.force_big)
+                   gaming_mode=planned.gaming_mode, force_big=planned.force_big,
+                   candidates=",".join(planned.decision.candidates) or None,
+                   skipped=orjson.dumps(planned.decision.skipped).decode()
+                   if planned.decision.skipped else None)
         if planned.decision.backend is None:
             unavailable = NoBackendAvailable(planned.decision.why_none() + ".")
             self.finish_row(row, unavailable.status, unavailable.message, started)
@@ -241,6 +244,9 @@ class RouterService:
                 routed.meter.feed(first)
                 return routed
             failures.append(f"{name}: {last.message}")
+            row["failures"] = orjson.dumps(
+                [*orjson.loads(row.get("failures") or "[]"),
+                 {"backend": name, "error": last.message}]).decode()
             self.metrics.fallbacks.labels(name).inc()
             if not last.retriable:
                 break

@@ -37,6 +37,10 @@ class Decision(SQLModel, table=True):
     ttft_ms: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    candidates: str | None = None  # comma-separated, in the order they would be tried
+    skipped: str | None = None  # JSON object: backend -> why it was skipped
+    failures: str | None = None  # JSON array of {"backend", "error"}: attempts that failed
+    max_tokens_clamped: int | None = None  # the max_tokens forwarded when it was lowered to fit
 
 
 class GamingModeChange(SQLModel, table=True):
