@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,20 +15,9 @@ from router.http.api import SERVICE
 from router.core.service import RouterService
 from router.settings import Settings
 from tests.fakes.upstream import FakeUpstream
+from tests.helpers import free_port
 
-
-def free_port() -> int:
-    """A free port on 127.0.0.1 below the ephemeral range, so no outgoing connection can take it
-    between this check and the server's bind."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError("no free port in 20000-32000 on 127.0.0.1")
+__all__ = ["RunningRouter", "backend_env", "decision_rows", "free_port"]
 
 
 @dataclass

@@ -16,6 +16,17 @@ error before that raises `UpstreamError` with the mapped status and an OpenAI-sh
 OpenCode announces its own retry of a provider error, the request gives up at once (retriable),
 so the router falls back instead of sitting through OpenCode's backoff.
 
+The relay agent: OpenCode puts an agent's own prompt in place of its ~9,600-character
+coding-agent prompt ("You are opencode, an interactive CLI tool..."); a message's `system` field
+is only appended after it. So the router needs its `router-relay` agent (`relay_agent_config()`)
+and installs it itself, through OpenCode's API, when `GET /agent` does not list it: `PATCH
+/global/config` (OpenCode 1.18 applies it at once and keeps it in its global opencode.jsonc; the
+project-scoped `PATCH /config` of 1.18 writes a `config.json` that OpenCode never reads, so it is
+not used). Nobody edits OpenCode's config by hand. When the agent still is not listed (an older
+OpenCode, a config that disables it), every request is refused with a 503 naming the fix (not
+retriable: the backend stays routable so that a client asking for it reads the fix instead of a
+bare "down"), and the reason is logged: it never relays with OpenCode's coding-agent prompt.
+
 Health: `GET /global/health`, then `GET /config/providers` and `GET /agent` to see that the
 configured models exist and the relay agent is installed. A provider that refused its login
 (401) keeps the backend unhealthy, with the reason in `last_error`, until a probe succeeds.
@@ -36,6 +47,7 @@ import orjson
 from router.backends.base import HealthReport, ModelInfo, StreamBroken, Upstream, UpstreamError
 from router.backends.opencode_mapping import (
     LOGIN_HINT,
+    RELAY_AGENT,
     ChunkEncoder,
     Delta,
     Done,
@@ -43,16 +55,19 @@ from router.backends.opencode_mapping import (
     Out,
     PromptError,
     SessionEvents,
+    agent_missing,
     build_prompt,
     completion_body,
+    relay_agent_config,
 )
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RELAY_AGENT = "router-relay"
 AUTH_PROBE_INTERVAL = 60.0
 CATALOG_TTL = 30.0
+AGENT_INSTALL_INTERVAL = 60.0
+"""After a failed install of the relay agent, try again at most this often (seconds)."""
 
 
 class OpenCodeBackend:
@@ -78,6 +93,9 @@ class OpenCodeBackend:
         self._catalog: dict[str, ModelInfo] = {}
         self._catalog_at = 0.0
         self._agent_ok: bool | None = None
+        self._agent_why: str | None = None  # why the relay agent could not be installed
+        self._agent_tried = float("-inf")
+        self._agent_lock = asyncio.Lock()
         self._auth_failures: dict[str, str] = {}  # provider id -> message
         self._last_probe = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -117,10 +135,48 @@ class OpenCodeBackend:
                 limit = (model.get("limit") or {}).get("context") if isinstance(model, dict) else None
                 catalog[f"{provider['id']}/{model_id}"] = ModelInfo(
                     f"{provider['id']}/{model_id}", int(limit) if limit else None)
-        agents = await self._json("/agent")
-        self._agent_ok = any(a.get("name") == self.agent for a in agents if isinstance(a, dict))
+        self._agent_ok = self._lists_agent(await self._json("/agent"))
+        if not self._agent_ok:
+            await self._install_agent()
         self._catalog = catalog
         self._catalog_at = time.monotonic()
+
+    def _lists_agent(self, agents: Any) -> bool:
+        return isinstance(agents, list) and any(
+            isinstance(a, dict) and a.get("name") == self.agent for a in agents)
+
+    async def _install_agent(self) -> None:
+        """Install the relay agent through `PATCH /global/config`; set `_agent_ok`/`_agent_error`.
+
+        At most one attempt per AGENT_INSTALL_INTERVAL after a failure; concurrent callers wait
+        for the attempt in progress instead of sending their own."""
+        async with self._agent_lock:
+            if self._agent_ok or time.monotonic() - self._agent_tried < AGENT_INSTALL_INTERVAL:
+                return
+            self._agent_tried = time.monotonic()
+            patch = orjson.dumps({"agent": {self.agent: relay_agent_config()}})
+            try:
+                async with self.session.patch(self.url + "/global/config", data=patch,
+                                              headers={"Content-Type": "application/json"},
+                                              timeout=self._health_timeout) as resp:
+                    status = resp.status
+                    text = (await resp.read()).decode(errors="replace")[:200]
+                if status != 200:
+                    why = f"PATCH /global/config answered HTTP {status}: {text}"
+                elif self._lists_agent(await self._json("/agent")):
+                    self._agent_ok, self._agent_why = True, None
+                    log.info("installed the %r agent in OpenCode's global config at %s "
+                             "(PATCH /global/config)", self.agent, self.url)
+                    return
+                else:
+                    why = ("PATCH /global/config was accepted, but GET /agent still does not "
+                           "list it; a project config may disable it")
+            except (TimeoutError, aiohttp.ClientError, _HealthError,
+                    orjson.JSONDecodeError) as exc:
+                why = f"PATCH /global/config failed: {str(exc) or type(exc).__name__}"
+            if why != self._agent_why:
+                log.error("%s", agent_missing(self.agent, self.url, why).message)
+            self._agent_why = why
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -135,13 +191,14 @@ class OpenCodeBackend:
         except PromptError as exc:
             raise _failure(Failure(400, f"{exc}.", retriable=True, code="invalid_request")) from None
         await self._check_model(model)
+        if not self._agent_ok:  # never relay with OpenCode's coding-agent prompt
+            raise _failure(self._agent_refusal())
         provider_id, _, model_id = model.partition("/")
         message: dict[str, Any] = {"model": {"providerID": provider_id, "modelID": model_id},
-                                   "parts": prompt.parts, "tools": {"*": False}}
+                                   "agent": self.agent, "parts": prompt.parts,
+                                   "tools": {"*": False}}
         if prompt.system:
             message["system"] = prompt.system
-        if self._agent_ok:
-            message["agent"] = self.agent
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         call = _Call(self, model, headers.get("X-Request-ID", ""))
@@ -189,6 +246,9 @@ class OpenCodeBackend:
             raise _failure(Failure(404, f"The model {model} is not available: {why}", False,
                                    "model_not_found"))
 
+    def _agent_refusal(self) -> Failure:
+        return agent_missing(self.agent, self.url, self._agent_why or "GET /agent does not list it")
+
     def _note_failure(self, model: str, failure: Failure) -> None:
         if failure.status == 401:
             self._auth_failures[model.partition("/")[0]] = failure.message
@@ -209,7 +269,8 @@ class OpenCodeBackend:
             await self._refresh_catalog()
         except (TimeoutError, aiohttp.ClientError, _HealthError, orjson.JSONDecodeError) as exc:
             return HealthReport(False, error=f"health check failed: {str(exc) or type(exc).__name__}")
-        if self._auth_failures and time.monotonic() - self._last_probe >= AUTH_PROBE_INTERVAL:
+        if self._agent_ok and self._auth_failures \
+                and time.monotonic() - self._last_probe >= AUTH_PROBE_INTERVAL:
             await self._probe_auth()
         problems: list[str] = []
         models: list[ModelInfo] = []
@@ -222,9 +283,6 @@ class OpenCodeBackend:
                 problems.append(f"{alias}: {self._auth_failures[provider]}")
             else:
                 models.append(self._catalog[model])
-        if not self._agent_ok:
-            log.warning("OpenCode has no %r agent; answers carry OpenCode's coding-agent prompt "
-                        "(install the relay agent from the README)", self.agent)
         latency = round((time.perf_counter() - started) * 1000, 2)
         if not models:
             return HealthReport(False, error="; ".join(problems), latency_ms=latency)
@@ -245,7 +303,7 @@ class OpenCodeBackend:
                 first = await asyncio.wait_for(call.start({
                     "model": {"providerID": provider, "modelID": model.partition("/")[2]},
                     "parts": [{"type": "text", "text": "Reply with: ok"}],
-                    "tools": {"*": False}, **({"agent": self.agent} if self._agent_ok else {})}),
+                    "tools": {"*": False}, "agent": self.agent}),
                     30)
             except (TimeoutError, UpstreamError, aiohttp.ClientError, StreamBroken):
                 first = None

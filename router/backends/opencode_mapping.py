@@ -11,6 +11,8 @@
   complete `chat.completion`.
 - `map_error` turns an OpenCode error object (APIError, ProviderAuthError, ...) into a `Failure`
   with the HTTP status and an OpenAI-shaped body a person can act on.
+- `relay_agent_config()` is the OpenCode agent the router installs for itself, and
+  `agent_missing` the refusal when it cannot (see `OpenCodeBackend`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,29 @@ import orjson
 
 LOGIN_HINT = ("log in again inside the OpenCode container: "
               "`docker compose exec -it opencode-service opencode auth login`")
+
+RELAY_AGENT = "router-relay"
+RELAY_PROMPT = "You are a helpful assistant."
+
+
+def relay_agent_config() -> dict[str, Any]:
+    """The `router-relay` agent: a one-line prompt that replaces OpenCode's coding-agent prompt
+    ("You are opencode, an interactive CLI tool...", ~9,600 characters), no tools, no permissions.
+    The client's own system prompt travels in each message's `system` field, after this one."""
+    return {"mode": "primary", "description": "Plain chat relay for local-ai-router",
+            "prompt": RELAY_PROMPT, "tools": {"*": False}, "permission": {"*": "deny"}}
+
+
+def agent_missing(agent: str, url: str, why: str) -> Failure:
+    """The 503 the router answers instead of relaying with OpenCode's coding-agent prompt."""
+    return Failure(503, f"The OpenCode server at {url} has no {agent!r} agent and the router could "
+                        f"not install it ({why}), so it will not relay: the model would get "
+                        "OpenCode's coding-agent system prompt instead of yours. Fix: let the "
+                        "router write OpenCode's global config (PATCH /global/config, OpenCode "
+                        f"1.18 or newer), or add the agent {agent!r} from "
+                        "deploy/opencode/opencode.json to the OpenCode server's opencode.json "
+                        "and restart it.", False, "relay_agent_missing")
+
 
 HISTORY_HEADER = ("Earlier turns of this conversation, oldest first (for context; "
                   "answer only the final user message that follows):")
@@ -347,7 +372,7 @@ def completion_id() -> str:
 
 def completion_body(model: str, text: str, reasoning: str, done: Done,
                     cid: str | None = None) -> bytes:
-    message: dict[str, Any] = {"role": "assistant", "content": text}
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
     if reasoning:
         message["reasoning_content"] = reasoning
     body: dict[str, Any] = {
@@ -384,7 +409,7 @@ class ChunkEncoder:
 
     def start(self) -> bytes:
         self._started = True
-        return self._chunk({"role": "assistant", "content": ""})
+        return self._chunk({"role": "assistant", "content": "", "refusal": None})
 
     def delta(self, delta: Delta) -> bytes:
         key = "content" if delta.kind == "text" else "reasoning_content"

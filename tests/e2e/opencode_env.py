@@ -5,9 +5,11 @@ Contract:
   ``opencode-ai@OPENCODE_VERSION`` with ``npm install --prefix`` into
   ``${LOCAL_AI_CACHE:-~/.cache/local-ai-router}/opencode`` when missing. Blocking (about 20 s on
   first use, it downloads ~180 MB); safe across processes (an flock serialises installers).
-- ``relay_config(provider_url)`` is the opencode.json the tests use: two providers pointing at
-  the fake LLM (OpenAI-compatible and Anthropic), the router's relay agent, and everything that
-  would reach the network turned off.
+- ``relay_config(provider_url, **agents)`` is the opencode.json the tests use: two providers
+  pointing at the fake LLM (OpenAI-compatible and Anthropic) and everything that would reach the
+  network turned off. Nothing in it is for the router (no relay agent): the router installs what
+  it needs through OpenCode's API, as it must against a user's unedited config. ``agents`` adds
+  agent entries (e.g. one that disables the relay agent, for the refusal test).
 - ``OpenCodeServer(binary, root, config).start(port)`` runs ``opencode serve`` on 127.0.0.1 with
   a private HOME and XDG dirs under ``root``; ``start`` waits for ``/global/health`` (and gives
   up early if the process dies); ``stop`` sends SIGTERM, waits, then SIGKILL.
@@ -32,8 +34,6 @@ from pathlib import Path
 from typing import Any
 
 OPENCODE_VERSION = "1.18.33"
-RELAY_AGENT = "router-relay"
-RELAY_PROMPT = "You are a helpful assistant."
 
 OFFLINE_ENV = {
     "OPENCODE_DISABLE_AUTOUPDATE": "1",
@@ -94,19 +94,13 @@ def ensure_opencode() -> Path:
         return found
 
 
-def relay_agent() -> dict[str, Any]:
-    """The agent the router uses: its own short prompt, every tool off, every permission denied."""
-    return {"mode": "primary", "description": "Plain chat relay for local-ai-router",
-            "prompt": RELAY_PROMPT, "tools": {"*": False}, "permission": {"*": "deny"}}
-
-
-def relay_config(provider_url: str) -> dict[str, Any]:
+def relay_config(provider_url: str, **agents: dict[str, Any]) -> dict[str, Any]:
     base = provider_url.rstrip("/") + "/v1"
     return {
         "$schema": "https://opencode.ai/config.json",
         "autoupdate": False,
         "share": "disabled",
-        "agent": {RELAY_AGENT: relay_agent(), "title": {"disable": True}},
+        **({"agent": agents} if agents else {}),
         "provider": {
             "fakezai": {"npm": "@ai-sdk/openai-compatible", "name": "Fake GLM",
                         "options": {"baseURL": base, "apiKey": "sk-fake"},

@@ -1,8 +1,10 @@
 """The router in front of a real `opencode serve` whose providers are a local fake LLM.
 
 One OpenCode process (and one fake provider, on its own thread and loop) serves the whole module;
-every test gets a fresh router. Nothing leaves the machine: the providers point at loopback and
-OpenCode's update, models.dev and share calls are switched off (see tests/e2e/opencode_env.py).
+every test gets a fresh router. OpenCode's config names only the providers, as a user's would:
+nobody added the router's relay agent, the router installs it through OpenCode's API. Nothing
+leaves the machine: the providers point at loopback and OpenCode's update, models.dev and share
+calls are switched off (see tests/e2e/opencode_env.py).
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import free_port
-from tests.e2e.opencode_env import RELAY_PROMPT, OpenCodeServer, ensure_opencode, relay_config
+from router.backends.opencode_mapping import RELAY_AGENT, RELAY_PROMPT
+from tests.e2e.opencode_env import OpenCodeServer, ensure_opencode, relay_config
 from tests.fakes.fake_llm_provider import COMPLETION_TOKENS, PROMPT_TOKENS, FakeLLMProvider
+from tests.helpers import eventually, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 GLM = "fakezai/glm-fake"
 CLAUDE = "fakeanthropic/claude-fake"
+OPENCODE_PROMPT = "You are opencode"  # how OpenCode's own coding-agent prompt begins
 
 
 class ThreadedProvider:
@@ -81,19 +85,40 @@ async def client(make_router, opencode, fake):
         yield router, sdk
 
 
+async def get_json(url: str) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return await resp.json()
+
+
 async def sessions(server: OpenCodeServer) -> list[dict[str, Any]]:
-    async with aiohttp.ClientSession() as http, http.get(server.url + "/session") as resp:
-        return list(await resp.json())
+    return list(await get_json(server.url + "/session"))
 
 
-async def no_sessions_left(server: OpenCodeServer, within: float = 10.0) -> bool:
+async def no_sessions_left(server: OpenCodeServer) -> bool:
     """Sessions are deleted when the answer is released (in the background after an error)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while await sessions(server):
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
+    async def empty() -> bool:
+        return not await sessions(server)
+    return await eventually(empty, timeout=30, interval=0.05)
+
+
+async def test_unedited_config_gets_the_relay_agent_and_the_clients_system_prompt(
+        client, fake, opencode):
+    """The defect: with no relay agent, OpenCode sent its ~9,600-character coding prompt."""
+    assert "agent" not in opencode.config  # nobody edited OpenCode's config for the router
+    _, sdk = client
+    raw = await sdk.chat.completions.with_raw_response.create(model="glm", messages=[
+        {"role": "system", "content": "You are a terse librarian."},
+        {"role": "user", "content": "recommend a book"}])
+    assert raw.parse().choices[0].message.content == "echo: recommend a book"
+    assert raw.http_response.json()["choices"][0]["message"]["refusal"] is None
+    agents = await get_json(opencode.url + "/agent")
+    assert RELAY_AGENT in [a["name"] for a in agents]
+    [sent] = fake.chat_requests()
+    system = "\n".join(str(m["content"]) for m in sent["messages"] if m["role"] == "system")
+    assert system.startswith(RELAY_PROMPT)
+    assert "You are a terse librarian." in system
+    assert OPENCODE_PROMPT not in system and len(system) < 2000
+    assert not sent.get("tools")
 
 
 async def test_non_streaming_glm_with_usage(client, fake, opencode):
@@ -113,6 +138,7 @@ async def test_non_streaming_glm_with_usage(client, fake, opencode):
     assert not sent.get("tools")
     system = sent["messages"][0]["content"]
     assert system.startswith(RELAY_PROMPT)
+    assert OPENCODE_PROMPT not in system
     assert "opencode" not in system.lower().split("model id")[0]
     assert await no_sessions_left(opencode)
 
@@ -184,12 +210,13 @@ async def opencode_status(url: str) -> dict[str, Any]:
 async def test_provider_500_fails_fast_instead_of_retrying(client, fake, opencode):
     _, sdk = client
     fake.mode, fake.fail_status = "status", 500
-    started = asyncio.get_running_loop().time()
     with pytest.raises(openai.APIStatusError) as err:
         await sdk.chat.completions.create(model="glm", messages=[{"role": "user", "content": "hi"}])
     assert err.value.status_code == 503
     assert "OpenCode started retrying" in err.value.message
-    assert asyncio.get_running_loop().time() - started < 15
+    # The router aborted at OpenCode's first retry notice: its retry (seconds later) never came.
+    assert await no_sessions_left(opencode)
+    assert len(fake.chat_requests()) == 1
     fake.mode = "ok"
 
 
@@ -225,7 +252,7 @@ async def test_concurrency_limit_answers_429(make_router, opencode, fake):
                                   max_retries=0) as sdk:
         first = asyncio.ensure_future(sdk.chat.completions.create(
             model="glm", messages=[{"role": "user", "content": "slow one"}]))
-        await asyncio.wait_for(_wait_for_request(fake), 30)
+        await eventually(lambda: fake.requests, timeout=30, what="the provider got the request")
         with pytest.raises(openai.RateLimitError) as err:
             await sdk.chat.completions.create(model="glm",
                                               messages=[{"role": "user", "content": "second"}])
@@ -233,6 +260,29 @@ async def test_concurrency_limit_answers_429(make_router, opencode, fake):
         assert (await first).choices[0].message.content == "echo: slow one"
 
 
-async def _wait_for_request(fake: FakeLLMProvider) -> None:
-    while not fake.requests:
-        await asyncio.sleep(0.02)
+
+@pytest.fixture(scope="module")
+def opencode_without_agent(provider: FakeLLMProvider,
+                           tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenCodeServer]:
+    """An OpenCode whose project config disables the relay agent: the install cannot take."""
+    config = relay_config(provider.url, **{RELAY_AGENT: {"disable": True}})
+    server = OpenCodeServer(ensure_opencode(), tmp_path_factory.mktemp("opencode-noagent"), config)
+    server.start(free_port())
+    yield server
+    server.stop()
+
+
+async def test_refuses_with_503_rather_than_leak_the_coding_prompt(make_router, fake,
+                                                                  opencode_without_agent):
+    router = await make_router(env_for(opencode_without_agent))
+    await router.service.registry.check_all()
+    async with openai.AsyncOpenAI(base_url=router.url + "/v1", api_key="unused",
+                                  max_retries=0) as sdk:
+        with pytest.raises(openai.APIStatusError) as err:
+            await sdk.chat.completions.create(model="glm",
+                                              messages=[{"role": "user", "content": "hi"}])
+    assert err.value.status_code == 503
+    assert RELAY_AGENT in err.value.message and "deploy/opencode/opencode.json" in err.value.message
+    assert "PATCH /global/config" in err.value.message
+    assert fake.requests == []  # nothing was relayed with OpenCode's prompt
+    assert await no_sessions_left(opencode_without_agent)

@@ -178,7 +178,7 @@ def test_completion_body_is_an_openai_chat_completion():
     body = orjson.loads(completion_body("p/m", "hi", "thought", Done("stop", {"total_tokens": 1})))
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "hi",
-                                             "reasoning_content": "thought"}
+                                             "refusal": None, "reasoning_content": "thought"}
     assert body["choices"][0]["finish_reason"] == "stop" and body["usage"]["total_tokens"] == 1
 
 
@@ -191,7 +191,8 @@ def test_chunk_encoder_stream_shape(include_usage):
     events = [line[6:] for line in raw.decode().split("\n\n") if line]
     assert events[-1] == "[DONE]"
     chunks = [orjson.loads(e) for e in events[:-1]]
-    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "",
+                                                "refusal": None}
     assert chunks[1]["choices"][0]["delta"] == {"content": "a"}
     assert chunks[2]["choices"][0]["finish_reason"] == "stop"
     assert ("usage" in chunks[-1] and chunks[-1]["choices"] == []) is include_usage
