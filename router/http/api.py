@@ -87,16 +87,56 @@ def _bearer(request: web.Request) -> str | None:
 
 
 def _client_name(request: web.Request, keys: dict[str, str]) -> str | None:
-    """The API key's name; raises Unauthorized when keys are set and none matches."""
+    """The API key's name; raises Unauthorized when keys are set and none matches.
+
+    The key comes as `Authorization: Bearer <key>` or (Anthropic clients) `x-api-key: <key>`.
+    """
     if not keys:
         return None
-    token = _bearer(request)
+    token = _bearer(request) or request.headers.get("x-api-key", "").strip() or None
     if token is None:
-        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>' "
+                           "(or 'x-api-key: <key>').")
     for key, name in keys.items():
         if hmac.compare_digest(token.encode(), key.encode()):
             return name
     raise Unauthorized("Invalid API key.")
+
+
+class Relay:
+    """How an answer reaches the client. This base passes Chat Completions bytes through;
+    the agent APIs (router.http.agent_apis) subclass it to translate and to shape errors.
+
+    One instance per response. `failed` is set when the relay itself saw the answer fail
+    (e.g. an error event inside the stream); the row is then recorded as a 502.
+    """
+
+    failed: str | None = None
+    content_type: str | None = None  # None: the upstream's own
+
+    def whole(self, body: bytes) -> bytes:
+        """The client's body for a whole upstream answer. Raises ValueError if unusable."""
+        return body
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes to send for one upstream stream chunk."""
+        return chunk
+
+    def end(self) -> bytes:
+        """The bytes to send when the upstream stream ended cleanly."""
+        return b""
+
+    def stream_error(self, message: str) -> bytes:
+        """An error event for a stream that failed after its first byte."""
+        event = error_body(message, "server_error", "stream_error")
+        return b"data: " + orjson.dumps(event) + b"\n\n"
+
+    def error_response(self, message: str, status: int, headers: dict[str, str]) -> web.Response:
+        """An error answer for a whole response that failed after the backend was chosen."""
+        return json_response(error_body(message, "server_error", "upstream_error"), status, headers)
+
+
+PASS_THROUGH = Relay()
 
 
 class Api:
@@ -108,6 +148,10 @@ class Api:
         self._openapi = orjson.dumps(openapi.spec())
 
     async def _read_body(self, request: web.Request, endpoint: str) -> dict[str, Any]:
+        return req.parse_body(await self.read_raw(request), endpoint)
+
+    async def read_raw(self, request: web.Request) -> bytes:
+        """The request body, within MAX_BODY_BYTES. Raises BodyTooLarge."""
         length = request.content_length
         limit = self.settings.max_body_bytes
         if length is not None and length > limit:
@@ -116,7 +160,7 @@ class Api:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.") from None
-        return req.parse_body(raw, endpoint)
+        return raw
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
@@ -145,33 +189,44 @@ class Api:
         return await self._stream(request, routed, headers)
 
     @staticmethod
-    async def _whole(routed: Routed, headers: dict[str, str]) -> web.Response:
+    async def _whole(routed: Routed, headers: dict[str, str],
+                     relay: Relay = PASS_THROUGH) -> web.Response:
         try:
             rest = b"".join([chunk async for chunk in routed.rest()])
         except StreamBroken as exc:
             await routed.finish(502, str(exc))
-            return json_response(error_body(f"The backend failed mid-response: {exc}",
-                                            "server_error", "upstream_error"), 502, headers)
+            return relay.error_response(f"The backend failed mid-response: {exc}", 502, headers)
+        try:
+            body = relay.whole(routed.first + rest)
+        except ValueError as exc:
+            await routed.finish(502, f"unusable answer from backend {routed.backend}: {exc}")
+            return relay.error_response(f"The backend {routed.backend} sent an unusable answer: "
+                                        f"{exc}.", 502, headers)
         await routed.finish(routed.upstream.status)
-        return web.Response(body=routed.first + rest, status=routed.upstream.status,
-                            headers={**headers, "Content-Type": routed.upstream.content_type})
+        return web.Response(body=body, status=routed.upstream.status,
+                            headers={**headers, "Content-Type":
+                                     relay.content_type or routed.upstream.content_type})
 
     @staticmethod
-    async def _stream(request: web.Request, routed: Routed,
-                      headers: dict[str, str]) -> web.StreamResponse:
-        """Pass SSE chunks through as they arrive; the decision row is finished exactly once."""
+    async def _stream(request: web.Request, routed: Routed, headers: dict[str, str],
+                      relay: Relay = PASS_THROUGH) -> web.StreamResponse:
+        """Relay SSE chunks as they arrive; the decision row is finished exactly once."""
         response = web.StreamResponse(status=routed.upstream.status, headers={**headers, **SSE_HEADERS})
         status, error = 200, None
         try:
             await response.prepare(request)
-            await response.write(routed.first)
+            await response.write(relay.feed(routed.first))
             async for chunk in routed.rest():
-                await response.write(chunk)
+                if out := relay.feed(chunk):
+                    await response.write(out)
+            if tail := relay.end():
+                await response.write(tail)
+            if relay.failed:
+                status, error = 502, relay.failed
         except StreamBroken as exc:
             status, error = 502, str(exc)
-            event = error_body(f"The backend failed mid-stream: {exc}", "server_error", "stream_error")
             try:
-                await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+                await response.write(relay.stream_error(f"The backend failed mid-stream: {exc}"))
             except (ConnectionResetError, RuntimeError):
                 pass
         except (ConnectionResetError, asyncio.CancelledError):
@@ -292,7 +347,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                              {"X-Request-ID": request_id})
 
 
-def add_routes(app: web.Application, settings: Settings) -> None:
+def add_routes(app: web.Application, settings: Settings) -> Api:
+    """Register the OpenAI routes; returns the handlers (the agent APIs share their limiter)."""
     api = Api(settings)
     app.router.add_post("/v1/chat/completions", api.proxy)
     app.router.add_post("/v1/completions", api.proxy)
@@ -305,3 +361,4 @@ def add_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/openapi.json", api.openapi)
     app.router.add_route("GET", "/admin/gaming-mode", api.gaming_mode)
     app.router.add_route("POST", "/admin/gaming-mode", api.gaming_mode)
+    return api

@@ -38,6 +38,13 @@ class Target:
 
 def parse_body(raw: bytes, endpoint: str) -> dict[str, Any]:
     """Decode and validate a request body for `endpoint`. Raises BadRequest naming the problem."""
+    body = decode_object(raw)
+    _validate(body, endpoint)
+    return body
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """Decode a JSON object body (any wire API). Raises BadRequest naming the problem."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -48,7 +55,6 @@ def parse_body(raw: bytes, endpoint: str) -> dict[str, Any]:
         raise BadRequest(f"Request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object.")
-    _validate(body, endpoint)
     return body
 
 
