@@ -24,6 +24,7 @@ from router.logs import install_request_ids
 from router.metrics import Metrics
 from router.core.registry import BackendRegistry
 from router.http.api import SERVICE, add_routes, errors_middleware
+from router.http.ui import add_ui_routes
 from router.http.agent_apis import add_routes as add_agent_routes
 from router.core.service import RouterService
 from router.settings import Settings
@@ -101,6 +102,7 @@ def create_app(settings: Settings, plugins: Sequence[Plugin] = ()) -> web.Applic
 
     app.cleanup_ctx.append(lifecycle)
     add_agent_routes(app, add_routes(app, settings))  # /v1/messages, /v1/responses
+    add_ui_routes(app)  # the dashboard (after the lifecycle: it needs the service)
     for plugin in plugins:
         plugin.add_routes(app)
     return app

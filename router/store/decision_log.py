@@ -52,6 +52,10 @@ class DecisionLog:
         self.dropped = 0
         self.write_errors = 0
         self.last_error: str | None = None
+        # Live viewers (the dashboard): empty unless one is connected, so `record` does no
+        # extra work for them on the data plane.
+        self._subscribers: list[asyncio.Queue[dict[str, Any]]] = []
+        self.subscriber_drops = 0
 
     @property
     def depth(self) -> int:
@@ -72,6 +76,29 @@ class DecisionLog:
         self._queue.append(row)
         if not self._wakeup.is_set():
             self._wakeup.set()
+        if self._subscribers:
+            self._fan_out(row)
+
+    def subscribe(self, max_queue: int = 1000) -> asyncio.Queue[dict[str, Any]]:
+        """A bounded queue that receives every row recorded from now on (read-only dicts).
+
+        A subscriber that falls `max_queue` rows behind loses rows (counted in
+        `subscriber_drops`); `record` never waits for it. Call `unsubscribe` when done.
+        """
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queue)
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        if queue in self._subscribers:
+            self._subscribers.remove(queue)
+
+    def _fan_out(self, row: dict[str, Any]) -> None:
+        for queue in self._subscribers:
+            try:
+                queue.put_nowait(row)
+            except asyncio.QueueFull:
+                self.subscriber_drops += 1
 
     async def _run(self) -> None:
         delay = 0.05
