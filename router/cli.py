@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import logging
 import os
+import signal
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -15,7 +18,11 @@ from rich.table import Table
 
 from router.settings import ConfigError, Settings
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 console = Console()
+log = logging.getLogger(__name__)
 
 
 def _router_url() -> str:
@@ -31,8 +38,6 @@ def _client() -> httpx.Client:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from router.http.app import create_app
     from router.logs import setup_logging
 
@@ -50,9 +55,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         plugins.append(BotPlugin(settings))
     app = create_app(settings, plugins)
     app.on_startup.append(_freeze_startup_objects)
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=settings.shutdown_grace, access_log=None)
+    asyncio.run(_serve(app, settings.host, settings.port, settings.shutdown_grace))
     return 0
+
+
+async def _serve(app: web.Application, host: str, port: int, grace: float) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then shut down gracefully and return.
+
+    Shutdown stops accepting, lets requests in flight finish (up to `grace` seconds) and runs
+    the app's cleanup contexts. A second (third, ...) signal during shutdown is logged and
+    ignored: supervisors repeat SIGTERM (and people press Ctrl-C twice), and aiohttp's own
+    `run_app` would turn that into an abandoned cleanup and exit status 1.
+    """
+    from aiohttp import web
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stopping.is_set():
+            log.warning("%s received again; still shutting down gracefully (at most %.0fs for "
+                        "requests in flight)", sig.name, grace)
+            return
+        log.info("%s received; shutting down gracefully", sig.name)
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        await stopping.wait()
+    finally:
+        await runner.cleanup()
 
 
 async def _freeze_startup_objects(_app: object) -> None:

@@ -1,6 +1,7 @@
 """A controllable OpenAI-compatible upstream for router tests (a real aiohttp server on loopback).
 
 Set `mode` to make it misbehave: "ok", "status" (answer `fail_status`), "hang" (never answer),
+"hold" (answer once `release` is set),
 "die_mid_stream" (send `die_after` chunks, then drop the connection), "garbage" (non-JSON 200),
 "malformed_sse". Every request body it received is kept in `requests` for assertions.
 """
@@ -32,6 +33,7 @@ class FakeUpstream:
         self.headers: list[dict[str, str]] = []
         self.cancelled = asyncio.Event()
         self.received = asyncio.Event()
+        self.release = asyncio.Event()
         self.gaming_posts: list[bool] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -93,6 +95,8 @@ class FakeUpstream:
                                      status=self.fail_status, headers={"Retry-After": "7"})
         if self.mode == "hang":
             await asyncio.sleep(3600)
+        if self.mode == "hold":
+            await self.release.wait()
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.mode == "garbage":

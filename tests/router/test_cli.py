@@ -13,22 +13,31 @@ from pathlib import Path
 import httpx
 import openai
 
-from tests.conftest import free_port
+from tests.helpers import eventually, free_port
 
 BIN = Path(sys.executable).parent / "local-ai-router"
 
 
 async def _wait_healthy(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    async with httpx.AsyncClient() as client:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            assert proc.poll() is None, "router exited early"
-            try:
-                if (await client.get(url + "/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                await asyncio.sleep(0.1)
-    raise AssertionError("router did not become healthy")
+    """Poll the router's liveness endpoint (a separate process has no event to wait on)."""
+    async def healthy() -> bool:
+        assert proc.poll() is None, "router exited early"
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(url + "/health")).status_code == 200
+        except httpx.HTTPError:
+            return False
+    await eventually(healthy, timeout=timeout, interval=0.1)
+
+
+async def _refusing(url: str) -> bool:
+    """True once the router no longer accepts connections (its shutdown has begun)."""
+    try:
+        async with httpx.AsyncClient() as client:
+            await client.get(url + "/health")
+    except httpx.ConnectError:
+        return True
+    return False
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -68,6 +77,41 @@ async def test_serve_cli_and_graceful_sigterm(tmp_path: Path, upstreams):
     decisions = await asyncio.to_thread(cli, env, "decisions", "--last", "5")
     assert decisions.returncode == 0 and "small_request" in decisions.stdout
     assert "Last 5 routing decisions" in decisions.stdout
+
+
+async def test_second_sigterm_during_shutdown_keeps_shutting_down_and_exits_0(tmp_path: Path,
+                                                                             upstreams):
+    held = upstreams["3070"]
+    held.mode = "hold"  # a request stays in flight until the test releases it
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/sig.db", "ROUTER_PORT": str(port),
+           "LOCAL_3070_URL": held.url, "SHUTDOWN_GRACE": "60", "LOG_LEVEL": "INFO"}
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([str(BIN), "serve"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+    try:
+        await _wait_healthy(url, proc)
+        async with httpx.AsyncClient(timeout=60) as client:
+            in_flight = asyncio.ensure_future(client.post(url + "/v1/chat/completions", json={
+                "model": "auto", "messages": [{"role": "user", "content": "hold on"}]}))
+            await eventually(lambda: held.requests, what="the request reached the upstream")
+            proc.send_signal(signal.SIGTERM)
+            await eventually(lambda: _refusing(url), timeout=30, what="shutdown began")
+            proc.send_signal(signal.SIGTERM)
+            await eventually(lambda: proc.poll() is not None
+                             or "SIGTERM received again" in log_path.read_text(),
+                             timeout=30, what="the second SIGTERM was handled")
+            assert proc.poll() is None, f"exited {proc.returncode} on the second SIGTERM"
+            held.release.set()
+            response = await in_flight
+        assert response.status_code == 200  # the request in flight finished
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_bad_config_fails_at_start_naming_the_variable(tmp_path: Path):
