@@ -63,6 +63,14 @@ class RateLimited(RouterError):
     code = "rate_limit_exceeded"
 
 
+class ContextLengthExceeded(RouterError):
+    """No configured backend's context window could ever hold the prompt (not worth a retry)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "context_length_exceeded"
+
+
 class NoBackendAvailable(RouterError):
     status = 503
     type = "server_error"
@@ -101,13 +109,15 @@ class UpstreamError(Exception):
     """
 
     def __init__(self, message: str, *, status: int | None = None, retriable: bool = True,
-                 body: bytes | None = None, retry_after: str | None = None) -> None:
+                 body: bytes | None = None, retry_after: str | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retriable = retriable
         self.body = body
         self.retry_after = retry_after
+        self.code = code  # the backend's error code, e.g. "gaming_mode" from a gaming PC's agent
 
 
 class StreamBroken(Exception):

@@ -30,6 +30,10 @@ class Metrics:
         self.gaming_mode = Gauge("router_gaming_mode", "1 when gaming mode is on", registry=r)
         self.rejected = Counter("router_rejected_total", "Requests refused before routing, by status",
                                 ["status"], registry=r)
+        self.rejected_unlogged = Counter(
+            "router_rejected_unlogged_total",
+            "Rejected requests counted but not given a decision row (over the row rate)",
+            registry=r)
         self.log_queue = Gauge("router_decision_log_queue_depth", "Decision rows waiting to be written",
                                registry=r)
         self.log_dropped = Gauge("router_decision_log_dropped_total",

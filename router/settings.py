@@ -6,6 +6,7 @@ start and pass it down. A bad value raises `ConfigError` whose message names the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -146,7 +147,10 @@ class Settings:
     health_check_interval: float = 15.0
     connect_timeout: float = 5.0
     read_timeout: float = 300.0
-    first_byte_timeout: float = 120.0
+    first_byte_timeout: float = 30.0
+    stream_keepalive: float = 10.0
+    min_answer_tokens: int = 1024
+    anthropic_api_key: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     image_token_budget: int = 765
     complex_task_min_tokens: int = 6000
@@ -163,6 +167,9 @@ class Settings:
     mattermost_verify_tls: bool = True
     mattermost_ca_file: str | None = None
     daily_report_time: str = "08:00"
+    # What the settings were built from, for a reload (never shown: the environment has secrets).
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    overrides: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def resolved_gaming_mode_url(self) -> str | None:
@@ -199,7 +206,7 @@ class Settings:
             if ca_file:
                 values["mattermost_ca_file"] = ca_file
         values.update(overrides)
-        settings = cls(**values)
+        settings = cls(**values, environ=env, overrides=dict(overrides))
         settings._validate()
         return settings
 
@@ -224,22 +231,58 @@ class Settings:
         if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
             raise ConfigError(f"DAILY_REPORT_TIME must be HH:MM, got {self.daily_report_time!r}")
 
+    def restart_fields(self, running: Settings) -> list[str]:
+        """Settings that differ from `running` but apply only after a restart."""
+        return [f.name for f in fields(self) if f.name not in LIVE_FIELDS and f.compare
+                and getattr(self, f.name) != getattr(running, f.name)]
+
+    def with_live(self, new: Settings) -> Settings:
+        """These settings with the live-reloadable ones taken from `new`."""
+        return dataclasses.replace(self, **{name: getattr(new, name) for name in LIVE_FIELDS})
+
     def public(self) -> dict[str, Any]:
         """Settings safe to show (no keys or tokens)."""
-        hidden = {"api_keys", "admin_token", "mattermost_token", "mattermost_slash_token", "opencode_api_key"}
+        hidden = {"api_keys", "admin_token", "mattermost_token", "mattermost_slash_token",
+                  "opencode_api_key", "anthropic_api_key", "environ", "overrides"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
 
 
+# Settings a reload applies to new requests; the others need a restart. The backend variables
+# are read again through the topology.
+LIVE_FIELDS = ("small_token_threshold", "medium_token_threshold", "complex_task_min_tokens",
+               "image_token_budget", "min_answer_tokens", "first_byte_timeout", "stream_keepalive",
+               "model_aliases", "local_3070_url", "gaming_pc_url", "gaming_mode_url", "opencode_url",
+               "opencode_api", "opencode_glm_model", "opencode_claude_model", "opencode_api_key",
+               "opencode_rpm", "opencode_concurrency", "anthropic_api_key")
+TOPOLOGY_KEYS = frozenset({"backends", "aliases", "rules", "fallback"})  # router/config.py's
+
+
 def _read_toml(path: str) -> dict[str, str]:
+    """Router settings from the file: the `[router]` table, or (older files) top-level keys.
+
+    The topology tables (`[backends]`, `[aliases]`, `[[rules]]`, `fallback`) are read by
+    `router.config`; any other unknown key is an error naming the file and the key.
+    """
     try:
         data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"ROUTER_CONFIG={path!r} cannot be read: {exc}") from None
-    out: dict[str, str] = {}
+    items: list[tuple[str, str, Any]] = []
     for key, value in data.items():
+        if key in TOPOLOGY_KEYS:
+            continue
+        if key == "router":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [router] must be a table of settings")
+            items += [("[router]", k, v) for k, v in value.items()]
+        else:
+            items.append(("(top level)", key, value))
+    out: dict[str, str] = {}
+    for table, key, value in items:
         name = key.upper()
         if name not in _PARSERS:
-            raise ConfigError(f"ROUTER_CONFIG={path!r}: unknown key {key!r}")
+            raise ConfigError(f"{path}: {table} key {key!r} is not a router setting "
+                              "(settings are the environment names in lower case)")
         if isinstance(value, bool):
             out[name] = "true" if value else "false"
         elif isinstance(value, (dict, list)):
@@ -289,6 +332,9 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "BACKEND_CONNECT_TIMEOUT": ("connect_timeout", lambda n, v: _float(n, v, 0.01)),
     "BACKEND_READ_TIMEOUT": ("read_timeout", lambda n, v: _float(n, v, 0.01)),
     "FIRST_BYTE_TIMEOUT": ("first_byte_timeout", lambda n, v: _float(n, v, 0.01)),
+    "STREAM_KEEPALIVE": ("stream_keepalive", lambda n, v: _float(n, v, 0.05)),
+    "MIN_ANSWER_TOKENS": ("min_answer_tokens", lambda n, v: _int(n, v, 1)),
+    "ANTHROPIC_API_KEY": ("anthropic_api_key", _opt_str),
     "MAX_BODY_BYTES": ("max_body_bytes", lambda n, v: _int(n, v, 1024)),
     "IMAGE_TOKEN_BUDGET": ("image_token_budget", _int),
     "COMPLEX_TASK_MIN_TOKENS": ("complex_task_min_tokens", _int),

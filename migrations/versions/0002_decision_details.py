@@ -1,4 +1,4 @@
-"""decision details: candidates, skipped backends, failed attempts, clamped max_tokens
+"""decision details (candidates, skipped, failed attempts, clamped max_tokens); gaming backend
 
 Revision ID: 0002
 Revises: 0001
@@ -23,9 +23,13 @@ def upgrade() -> None:
         # JSON array of {"backend", "error"} for each candidate that failed before the first byte.
         batch.add_column(sa.Column('failures', sa.String(), nullable=True))
         batch.add_column(sa.Column('max_tokens_clamped', sa.Integer(), nullable=True))
+    with op.batch_alter_table('gaming_mode_changes') as batch:
+        batch.add_column(sa.Column('backend', sa.String(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('gaming_mode_changes') as batch:
+        batch.drop_column('backend')
     with op.batch_alter_table('decisions') as batch:
         batch.drop_column('max_tokens_clamped')
         batch.drop_column('failures')

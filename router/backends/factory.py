@@ -1,14 +1,32 @@
-"""Build the configured backends from settings (the only place that knows every backend kind)."""
+"""Build backend clients from the topology (the only place that knows every backend kind).
+
+`build_topology` reads the home-lab file when `ROUTER_CONFIG` names one with a `[backends]`
+table, else the environment's seed lab (detecting what `OPENCODE_URL` is). `make_client` turns
+one `BackendSpec` into a client: `openai` and `agent` share the OpenAI client (an agent's
+gaming mode is read from its `/status`), `opencode` is the session relay, `anthropic` speaks
+Messages. `rpm` / `concurrency` wrap any of them in `LimitedBackend`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+from collections.abc import Mapping
 
 import httpx
 
 from router.backends.base import Backend
 from router.backends.limits import LimitedBackend
 from router.backends.openai import OpenAIBackend
+from router.config import (
+    BackendSpec,
+    Topology,
+    has_backends_table,
+    ignored_backend_env,
+    load_topology,
+    seed_topology,
+)
 from router.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -33,33 +51,51 @@ async def detect_opencode_kind(url: str, timeout: float = 5.0) -> str:
     return "openai" if url.rstrip("/").endswith("/v1") else "opencode"
 
 
-async def make_backends(settings: Settings) -> list[Backend]:
-    connect, read = settings.connect_timeout, settings.read_timeout
-    backends: list[Backend] = []
-    if settings.local_3070_url:
-        backends.append(OpenAIBackend("3070", settings.local_3070_url, connect_timeout=connect,
-                                      read_timeout=read))
-    if settings.gaming_pc_url:
-        backends.append(OpenAIBackend("3090", settings.gaming_pc_url, connect_timeout=connect,
-                                      read_timeout=read,
-                                      gaming_status_url=settings.resolved_gaming_mode_url))
-    if settings.opencode_url:
-        kind = settings.opencode_api
-        if kind == "auto":
-            kind = await detect_opencode_kind(settings.opencode_url)
-            log.info("OPENCODE_URL=%s is an %s API", redact_url(settings.opencode_url), kind)
-        hints = {"glm": settings.opencode_glm_model, "claude": settings.opencode_claude_model}
-        inner: Backend
-        if kind == "opencode":
-            from router.backends.opencode import OpenCodeBackend
+async def build_topology(settings: Settings, environ: Mapping[str, str] | None = None) -> Topology:
+    """The lab to route over: the `ROUTER_CONFIG` file's, or the environment's. Raises ConfigError."""
+    env = os.environ if environ is None else environ
+    path = env.get("ROUTER_CONFIG")
+    if path and has_backends_table(path):
+        for name in ignored_backend_env(env):
+            log.warning("%s is set but ignored: %s declares the backends", name, path)
+        return load_topology(path, settings, env)
+    kind = settings.opencode_api
+    if settings.opencode_url and kind == "auto":
+        kind = await detect_opencode_kind(settings.opencode_url)
+        log.info("OPENCODE_URL=%s is an %s API", redact_url(settings.opencode_url), kind)
+    return seed_topology(settings, kind, settings.anthropic_api_key)
 
-            inner = OpenCodeBackend(settings)
-        else:
-            inner = OpenAIBackend("opencode", settings.opencode_url,
-                                  api_key=settings.opencode_api_key, model_hints=hints,
+
+def make_client(spec: BackendSpec, settings: Settings) -> Backend:
+    """A client for one configured backend (not yet health-checked)."""
+    client: Backend
+    if spec.kind == "opencode":
+        from router.backends.opencode import OpenCodeBackend
+
+        client = OpenCodeBackend(dataclasses.replace(
+            settings, opencode_url=spec.url, opencode_api_key=spec.api_key,
+            opencode_glm_model=spec.model_hints.get("glm", settings.opencode_glm_model),
+            opencode_claude_model=spec.model_hints.get("claude", settings.opencode_claude_model)))
+        client.name = spec.name
+    elif spec.kind == "anthropic":
+        from router.backends.anthropic import AnthropicBackend
+
+        assert spec.api_key
+        client = AnthropicBackend(spec.name, spec.url, spec.api_key, models=spec.models,
                                   connect_timeout=settings.connect_timeout,
                                   read_timeout=settings.read_timeout)
-        if settings.opencode_rpm or settings.opencode_concurrency:
-            inner = LimitedBackend(inner, settings.opencode_rpm, settings.opencode_concurrency)
-        backends.append(inner)
-    return backends
+    else:
+        client = OpenAIBackend(spec.name, spec.url, api_key=spec.api_key,
+                               model_hints=dict(spec.model_hints),
+                               connect_timeout=settings.connect_timeout,
+                               read_timeout=settings.read_timeout,
+                               gaming_status_url=spec.status_url if spec.gaming else None)
+    if spec.rpm or spec.concurrency:
+        client = LimitedBackend(client, spec.rpm, spec.concurrency)
+    return client
+
+
+async def make_backends(settings: Settings) -> list[Backend]:
+    """Clients for the environment's seed lab (kept for callers that need no topology)."""
+    topology = await build_topology(settings, {})
+    return [make_client(spec, settings) for spec in topology.backends.values()]

@@ -174,7 +174,18 @@ def _status_error(name: str, status: int, body: bytes, retry_after: str | None) 
     """The UpstreamError for an error status, whichever client received it."""
     return UpstreamError(f"backend {name} answered HTTP {status}", status=status,
                          retriable=status in RETRIABLE_STATUSES, body=body,
-                         retry_after=retry_after)
+                         retry_after=retry_after, code=error_code(body))
+
+
+def error_code(body: bytes) -> str | None:
+    """`error.code` of an OpenAI error body (the agent's `gaming_mode`, say), else None."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 async def _chunks(name: str, response: aiohttp.ClientResponse, stream: bool) -> AsyncIterator[bytes]:

@@ -6,7 +6,9 @@ A request that fails before the first byte counts as a failed check too, so a de
 leaves the rotation without waiting for the next scheduled check. Listeners hear each up/down
 transition once (the bot turns them into alerts).
 
-Everything here runs on the event loop; `views()` is a cheap snapshot for the policy.
+Everything here runs on the event loop; `views()` is a cheap snapshot for the policy. A reload
+(`replace`) swaps in a new `states` dict at once: a request that took the old one keeps using it,
+unchanged backends keep their state (health, pools), and removed ones are closed once idle.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from router.backends.base import Backend, HealthReport, ModelInfo
+from router.config import BackendSpec
 from router.core.policy import BackendView
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, bool, str | None], Awaitable[None]]
+GamingListener = Callable[[str, bool], Awaitable[None]]  # (backend name, gaming mode on)
 OPENCODE_CONTEXT = 200_000
 CHAT_ONLY: frozenset[str] = frozenset({"chat"})
 
@@ -33,6 +37,7 @@ class BackendState:
 
     name: str
     client: Backend
+    spec: BackendSpec | None = None
     healthy: bool = False
     checked: bool = False
     models: tuple[ModelInfo, ...] = ()
@@ -41,29 +46,51 @@ class BackendState:
     last_check: float | None = None
     failures: int = 0
     successes: int = 0
+    active: int = 0  # requests holding this backend's client (a retired one closes at 0)
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.spec.label if self.spec else self.name
 
     @property
     def apis(self) -> frozenset[str]:
         """Wire APIs the backend serves natively ("chat", "messages", "responses")."""
+        if self.spec is not None:
+            return self.spec.apis
         return getattr(self.client, "apis", CHAT_ONLY)
 
     @property
     def context_window(self) -> int | None:
+        if self.spec is not None and self.spec.context_window:
+            return self.spec.context_window
         windows = [m.max_model_len for m in self.models if m.max_model_len]
-        return max(windows) if windows else None
+        if windows:
+            return max(windows)
+        kind = self.spec.kind if self.spec else ("opencode" if self.name == "opencode" else "")
+        return OPENCODE_CONTEXT if kind == "opencode" else None
+
+    @property
+    def served(self) -> tuple[ModelInfo, ...]:
+        """The models to show and route by: the reported ones, else the configured list."""
+        if self.models or self.spec is None:
+            return self.models
+        return tuple(ModelInfo(m) for m in self.spec.models)
 
 
 class BackendRegistry:
     """Holds every configured backend. One per router; not thread-safe (loop only)."""
 
     def __init__(self, backends: list[Backend], *, unhealthy_after: int = 2,
-                 healthy_after: int = 1) -> None:
-        self.states: dict[str, BackendState] = {b.name: BackendState(b.name, b) for b in backends}
+                 healthy_after: int = 1, specs: dict[str, BackendSpec] | None = None) -> None:
+        specs = specs or {}
+        self.states: dict[str, BackendState] = {
+            b.name: BackendState(b.name, b, specs.get(b.name)) for b in backends}
         self._unhealthy_after = unhealthy_after
         self._healthy_after = healthy_after
         self._listeners: list[Listener] = []
-        self._gaming_listeners: list[Callable[[bool], Awaitable[None]]] = []
+        self._gaming_listeners: list[GamingListener] = []
+        self._retired: list[BackendState] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._views: dict[str, BackendView] = {}
         self._served: dict[str, str] = {}
@@ -72,7 +99,7 @@ class BackendRegistry:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def add_gaming_listener(self, listener: Callable[[bool], Awaitable[None]]) -> None:
+    def add_gaming_listener(self, listener: GamingListener) -> None:
         self._gaming_listeners.append(listener)
 
     def get(self, name: str) -> BackendState | None:
@@ -126,12 +153,46 @@ class BackendRegistry:
         state.checked = True
         if report.gaming_mode is not None:
             for gaming_listener in self._gaming_listeners:
-                self._spawn(gaming_listener(report.gaming_mode))
+                self._spawn(gaming_listener(name, report.gaming_mode))
         self._rebuild()
 
     def report_failure(self, name: str, error: str) -> None:
         """A live request failed before its first byte: count it like a failed check."""
-        self.apply(name, HealthReport(False, error=error))
+        if name in self.states:  # not a backend a reload has removed meanwhile
+            self.apply(name, HealthReport(False, error=error))
+
+    def replace(self, clients: list[Backend], specs: dict[str, BackendSpec]) -> list[str]:
+        """Swap in a new set of backends (a reload); returns the names that are new or changed.
+
+        A backend whose spec is unchanged keeps its state and client, and `clients` must not
+        include it. Removed or changed backends are retired: closed once no request holds them.
+        """
+        fresh = {client.name: client for client in clients}
+        states: dict[str, BackendState] = {}
+        for name, spec in specs.items():
+            old = self.states.get(name)
+            if old is not None and old.spec == spec and name not in fresh:
+                states[name] = old
+            else:
+                states[name] = BackendState(name, fresh[name], spec)
+        for name, old in self.states.items():
+            if states.get(name) is not old:
+                self._retired.append(old)
+        self.states = states
+        self._rebuild()
+        if self._retired:
+            self._spawn(self._close_retired())
+        return [name for name in states if name in fresh]
+
+    async def _close_retired(self) -> None:
+        """Close retired clients once the requests that hold them have finished."""
+        while self._retired:
+            idle = [s for s in self._retired if s.active == 0]
+            for state in idle:
+                self._retired.remove(state)
+                await state.client.close()
+            if self._retired:
+                await asyncio.sleep(0.5)
 
     def _transition(self, state: BackendState, healthy: bool, error: str | None) -> None:
         was_checked = state.checked
@@ -157,12 +218,13 @@ class BackendRegistry:
         views: dict[str, BackendView] = {}
         served: dict[str, str] = {}
         for name, state in self.states.items():
-            window = state.context_window
-            if name == "opencode" and window is None:
-                window = OPENCODE_CONTEXT
-            views[name] = BackendView(name, True, state.healthy, window,
-                                      tuple(m.id for m in state.models))
-            for model in state.models:
+            spec = state.spec
+            models = state.served
+            views[name] = BackendView(name, True, state.healthy, state.context_window,
+                                      tuple(m.id for m in models),
+                                      client_tools=spec.client_tools if spec else name != "opencode",
+                                      explicit_only=spec.explicit_only if spec else False)
+            for model in models:
                 served.setdefault(model.id, name)
         self._views = views
         self._served = served
@@ -171,5 +233,5 @@ class BackendRegistry:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(s.client.close() for s in self.states.values()),
+        await asyncio.gather(*(s.client.close() for s in (*self.states.values(), *self._retired)),
                              return_exceptions=True)

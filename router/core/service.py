@@ -17,22 +17,50 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from sqlalchemy import Engine
 
-from router.wire import chat as req
-from router.core import tokens
 from router.backends.base import Backend, StreamBroken, Upstream, UpstreamError
-from router.store.decision_log import DecisionLog
-from router.errors import NoBackendAvailable, RateLimited, RouterError, UpstreamFailed
+from router.backends.factory import build_topology, make_client
+from router.config import Topology
+from router.core import tokens
 from router.core.gaming import GamingMode
+from router.core.policy import Decision, Features, RuleSet, decide, is_complex
+from router.core.registry import BackendRegistry, BackendState
+from router.errors import (
+    ContextLengthExceeded,
+    NoBackendAvailable,
+    RateLimited,
+    RouterError,
+    UpstreamFailed,
+)
 from router.logs import request_id_var
 from router.metrics import Metrics
-from router.core.policy import Decision, Features, decide, is_complex
-from router.core.registry import BackendRegistry
 from router.settings import Settings, redact_url
+from router.store.decision_log import DecisionLog
+from router.wire import chat as req
 from router.wire.sse import SSEText, checked
 from router.wire.usage import UsageMeter
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One configuration of the lab: the topology and the rules built from it.
+
+    Swapped whole on reload together with the registry's states, so a request planned on one
+    generation is sent on the same one (never a mix of old and new).
+    """
+
+    topology: Topology
+    rules: RuleSet
+    force_big_models: frozenset[str]
+
+    @classmethod
+    def of(cls, topology: Topology, settings: Settings) -> Generation:
+        gaming = frozenset(topology.gaming_backends)
+        rules = RuleSet(topology.rules, topology.fallback, gaming, settings.min_answer_tokens)
+        return cls(topology, rules, req.FORCE_BIG_MODELS | gaming)
 
 
 @dataclass
@@ -46,6 +74,7 @@ class Planned:
     estimated_tokens: int
     force_big: bool
     gaming_mode: bool
+    states: dict[str, BackendState] = field(default_factory=dict)
 
     def as_json(self, model_for: dict[str, str]) -> dict[str, Any]:
         return {
@@ -91,6 +120,8 @@ class Routed:
     reason: str
     started: float
     native: bool = False
+    state: BackendState | None = None
+    clamped: int | None = None  # the max_tokens forwarded, when it was lowered to fit
     meter: UsageMeter = field(default_factory=UsageMeter)
     _done: bool = False
 
@@ -104,6 +135,8 @@ class Routed:
         if self._done:
             return
         self._done = True
+        if self.state is not None:
+            self.state.active -= 1
         await self.upstream.release()
         self.service.finish_row(self.row, status, error, self.started,
                                 self.meter.prompt_tokens, self.meter.completion_tokens)
@@ -112,46 +145,59 @@ class Routed:
 class RouterService:
     """The router's core. One per process; all methods run on the event loop."""
 
-    def __init__(self, settings: Settings, registry: BackendRegistry, gaming: GamingMode,
-                 decisions: DecisionLog, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, topology: Topology, registry: BackendRegistry,
+                 gaming: GamingMode, decisions: DecisionLog, metrics: Metrics | None = None, *,
+                 engine: Engine) -> None:
         self.settings = settings
+        self.engine = engine  # for the store's queries (bot, dashboard); the service runs none
         self.registry = registry
         self.gaming = gaming
         self.decisions = decisions
         self.metrics = metrics or Metrics()
+        self.generation = Generation.of(topology, settings)
         self._children: dict[tuple[object, ...], Any] = {}
+        self._rejected = _RowBudget(REJECTED_ROWS_PER_SECOND)
+        self._reload_lock = asyncio.Lock()
+
+    @property
+    def topology(self) -> Topology:
+        return self.generation.topology
 
     # -- deciding --------------------------------------------------------------------------
 
     async def plan(self, endpoint: str, body: dict[str, Any],
-                   headers: Mapping[str, str] | None = None) -> Planned:
+                   headers: Mapping[str, str] | None = None, *, source: str = "api",
+                   client: str | None = None) -> Planned:
         """Decide where `body` goes (pure routing, no upstream I/O). Raises RouterError."""
         headers = headers or {}
+        generation, states = self.generation, self.registry.states
+        topology = generation.topology
         model = body.get("model")
-        target = req.resolve_target(model, self.settings.model_aliases,
-                                    self.registry.served_models())
+        target = req.resolve_target(model, topology.aliases, self.registry.served_models(),
+                                    states, topology.globs)
         tagged = req.strip_force_big(body) if endpoint == "/v1/chat/completions" else False
-        force_big = tagged or req.force_big_header(headers) or model in req.FORCE_BIG_MODELS
+        force_big = tagged or req.force_big_header(headers) or model in generation.force_big_models
         estimated = await tokens.estimate(body, self.settings.image_token_budget)
+        has_tools = bool(body.get("tools"))
         features = Features(
             target=target.backend, estimated_tokens=estimated, max_tokens=req.max_tokens(body),
-            force_big=force_big, gaming_mode=self.gaming.enabled,
+            force_big=force_big, gaming_mode=self.gaming.enabled, tools=has_tools,
+            client=client, source=source, gamed=self.gaming.gamed(),
             complex_task=estimated >= self.settings.complex_task_min_tokens and is_complex(
-                req.last_user_text(body), len(body.get("messages") or ()), bool(body.get("tools"))),
+                req.last_user_text(body), len(body.get("messages") or ()), has_tools),
         )
-        decision = decide(features, self.registry.views(), self.settings.small_token_threshold,
-                          self.settings.medium_token_threshold)
+        decision = decide(features, self.registry.views(), generation.rules)
         return Planned(body, decision, target.backend, target.hint, estimated, force_big,
-                       features.gaming_mode)
+                       features.gaming_mode, states)
 
     def model_for(self, planned: Planned) -> dict[str, str]:
         """The backend model id each candidate would get."""
         out: dict[str, str] = {}
         for name in planned.decision.candidates:
-            state = self.registry.get(name)
+            state = planned.states.get(name)
             if state is not None:
                 hint = planned.hint if name == planned.target_backend else None
-                out[name] = state.client.resolve_model(hint, state.models)
+                out[name] = state.client.resolve_model(hint, state.served)
         return out
 
     # -- sending ---------------------------------------------------------------------------
@@ -190,20 +236,26 @@ class RouterService:
                     headers: Mapping[str, str] | None, started: float,
                     native: NativeRequest | None = None) -> Routed:
         try:
-            planned = await self.plan(endpoint, body, headers)
+            planned = await self.plan(endpoint, body, headers, source=row.get("source", "api"),
+                                      client=row.get("client"))
         except RouterError as exc:
             self.finish_row(row, exc.status, exc.message, started)
             raise
-        row.update(reason=planned.decision.reason, estimated_tokens=planned.estimated_tokens,
+        decision = planned.decision
+        row.update(reason=decision.reason, estimated_tokens=planned.estimated_tokens,
                    gaming_mode=planned.gaming_mode, force_big=planned.force_big,
-                   candidates=",".join(planned.decision.candidates) or None,
-                   skipped=orjson.dumps(planned.decision.skipped).decode()
-                   if planned.decision.skipped else None)
-        if planned.decision.backend is None:
-            unavailable = NoBackendAvailable(planned.decision.why_none() + ".")
-            self.finish_row(row, unavailable.status, unavailable.message, started)
-            raise unavailable
-        failures: list[str] = []
+                   candidates=",".join(decision.candidates) or None,
+                   skipped=orjson.dumps(decision.skipped).decode() if decision.skipped else None)
+        if decision.backend is None:
+            refusal: RouterError = NoBackendAvailable(decision.why_none() + ".")
+            if decision.too_long:
+                refusal = ContextLengthExceeded(
+                    f"The prompt (about {planned.estimated_tokens} tokens) does not fit the "
+                    "context window of any configured backend: " + decision.why_none() + ".",
+                    param="messages")
+            self.finish_row(row, refusal.status, refusal.message, started)
+            raise refusal
+        failures: list[dict[str, str]] = []
         last: UpstreamError | None = None
         stream = bool(body.get("stream"))
         # A non-streaming answer arrives whole, so its "first byte" is the end of generation:
@@ -211,23 +263,25 @@ class RouterService:
         deadline = self.settings.first_byte_timeout
         if not stream:
             deadline = max(deadline, self.settings.read_timeout)
-        for attempt, name in enumerate(planned.decision.candidates):
-            state = self.registry.get(name)
-            assert state is not None
+        for attempt, name in enumerate(decision.candidates):
+            state = planned.states[name]
             hint = planned.hint if name == planned.target_backend else None
-            model = state.client.resolve_model(hint, state.models)
+            model = state.client.resolve_model(hint, state.served)
             row.update(backend=name, backend_model=model, fallback_attempts=attempt)
             out_headers = {"X-Request-ID": row["request_id"]}
-            if name == "3090" and planned.force_big:
+            if planned.force_big and state.spec is not None and state.spec.gaming:
                 out_headers["X-Force-Big"] = "true"
-            path, send_body, is_native = endpoint, body, False
+            path, source_body, is_native = endpoint, body, False
             if native is not None and native.api in state.apis:
-                path, send_body, is_native = native.path, native.body, True
+                path, source_body, is_native = native.path, native.body, True
+            outgoing, clamped = self._outgoing(state, source_body, model, planned.estimated_tokens)
+            row["max_tokens_clamped"] = clamped
+            state.active += 1
             try:
                 # asyncio.timeout, not wait_for: no extra task per request on Python 3.11.
                 async with asyncio.timeout(deadline):
-                    upstream, first = await self._first_bytes(
-                        state.client, path, {**send_body, "model": model}, stream, out_headers)
+                    upstream, first = await self._first_bytes(state.client, path, outgoing,
+                                                              stream, out_headers)
             except TimeoutError:
                 last = UpstreamError(f"backend {name} sent nothing within {deadline:g}s")
             except UpstreamError as exc:
@@ -235,32 +289,53 @@ class RouterService:
             except Exception as exc:  # a backend bug must not skip the fallback or the row
                 log.exception("request %s: backend %s failed unexpectedly", row["request_id"], name)
                 last = UpstreamError(f"backend {name} failed: {type(exc).__name__}: {exc}")
+            except BaseException:
+                state.active -= 1
+                raise
             else:
                 row["ttft_ms"] = round((time.perf_counter() - started) * 1000, 2)
-                if attempt:
-                    row["reason"] = planned.decision.reason
-                routed = Routed(self, row, upstream, first, name, model, planned.decision.reason,
-                                started, native=is_native)
+                routed = Routed(self, row, upstream, first, name, model, decision.reason,
+                                started, native=is_native, state=state, clamped=clamped)
                 routed.meter.feed(first)
                 return routed
-            failures.append(f"{name}: {last.message}")
-            row["failures"] = orjson.dumps(
-                [*orjson.loads(row.get("failures") or "[]"),
-                 {"backend": name, "error": last.message}]).decode()
+            state.active -= 1
+            failures.append({"backend": name, "error": last.message})
+            row["failures"] = orjson.dumps(failures).decode()
             self.metrics.fallbacks.labels(name).inc()
             if not last.retriable:
                 break
-            if last.status == 503 and last.body and b'"gaming_mode"' in last.body:
+            if last.status == 503 and last.code == "gaming_mode":
                 # The gaming PC's agent refused: it is up, but in gaming mode. Learn that now
                 # rather than at the next health check, and do not count it against its health.
-                await self.gaming.observe(True)
+                await self.gaming.observe(name, True)
             elif last.status is None or last.status >= 500:
                 self.registry.report_failure(name, last.message)
             log.warning("request %s: %s; trying the next candidate", row["request_id"], last.message)
         assert last is not None
-        error = self._upstream_error(last, failures)
-        self.finish_row(row, error.status, "; ".join(failures), started)
+        messages = [f"{f['backend']}: {f['error']}" for f in failures]
+        error = self._upstream_error(last, messages)
+        self.finish_row(row, error.status, "; ".join(messages), started)
         raise error
+
+    def _outgoing(self, state: BackendState, body: dict[str, Any], model: str,
+                  estimated: int) -> tuple[dict[str, Any], int | None]:
+        """The body for one candidate: its model id, its `defaults`, and `max_tokens` lowered
+        to what its context window leaves after the prompt (returned when it was lowered)."""
+        spec = state.spec
+        outgoing = {**spec.defaults, **body, "model": model} if spec and spec.defaults \
+            else {**body, "model": model}
+        window = state.context_window
+        asked = req.max_tokens(body)
+        if window is None or not asked:
+            return outgoing, None
+        # The estimate is cl100k's count, not the model's tokenizer: keep a 5% margin.
+        room = window - estimated - estimated // 20
+        if asked <= room:
+            return outgoing, None
+        clamped = max(room, 1)
+        key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        outgoing[key] = clamped
+        return outgoing, clamped
 
     async def _first_bytes(self, client: Backend, endpoint: str, body: dict[str, Any],
                            stream: bool, headers: dict[str, str]) -> tuple[Upstream, bytes]:
@@ -285,6 +360,11 @@ class RouterService:
         if not first:
             await upstream.release()
             raise UpstreamError(f"backend {client.name} closed the response without a body")
+        problem = _not_openai(first, stream, upstream.content_type)
+        if problem is not None:
+            await upstream.release()
+            raise UpstreamError(f"backend {client.name} answered HTTP {upstream.status} with "
+                                f"{problem}", code=INVALID_ANSWER)
         return upstream, first
 
     @staticmethod
@@ -302,8 +382,10 @@ class RouterService:
         if last.status == 429:
             return RateLimited("Every candidate backend is rate limited: " + "; ".join(failures) + ".",
                                headers={"Retry-After": last.retry_after or "5"})
+        # A backend that answered, but with something that is not an answer, is a bad gateway;
+        # backends that could not answer at all leave the service unavailable.
         return UpstreamFailed("No backend could serve this request: " + "; ".join(failures) + ".",
-                              status=503)
+                              status=502 if last.code == INVALID_ANSWER else 503)
 
     # -- logging ---------------------------------------------------------------------------
 
@@ -336,22 +418,77 @@ class RouterService:
     # -- status ----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        gamed = self.gaming.gamed()
         backends = []
         for name, state in self.registry.states.items():
+            spec = state.spec
+            gaming = bool(spec and spec.gaming)
             backends.append({
-                "name": name, "url": redact_url(state.client.url), "healthy": state.healthy,
-                "gated": name == "3090" and self.gaming.enabled,
-                "models": [{"id": m.id, "max_model_len": m.max_model_len} for m in state.models],
+                "name": name, "label": state.label, "kind": spec.kind if spec else None,
+                "url": redact_url(state.client.url), "healthy": state.healthy,
+                "gaming": gaming,
+                "gated": gaming and self.gaming.enabled and (gamed is None or name in gamed),
+                "explicit_only": bool(spec and spec.explicit_only),
+                "context_window": state.context_window,
+                "models": [{"id": m.id, "max_model_len": m.max_model_len} for m in state.served],
                 "latency_ms": state.latency_ms, "last_error": state.last_error,
             })
         return {
             "gaming_mode": self.gaming.enabled,
+            "gaming": self.gaming.states,
             "small_token_threshold": self.settings.small_token_threshold,
             "medium_token_threshold": self.settings.medium_token_threshold,
+            "config": self.topology.origin,
             "backends": backends,
             "decision_log": {"queued": self.decisions.depth, "written": self.decisions.written,
                              "dropped": self.decisions.dropped},
         }
+
+    # -- requests refused before routing ---------------------------------------------------
+
+    def reject(self, *, request_id: str, source: str, client: str | None, endpoint: str,
+               status: int, error: str, model: str | None = None) -> None:
+        """Log a request refused before routing (bad body, auth, size, per-key limit).
+
+        Every one is counted in `/metrics`; rows are kept up to REJECTED_ROWS_PER_SECOND, so a
+        flood of junk cannot grow the queue or slow the loop (the rest are counted as unlogged).
+        """
+        self._child(self.metrics.rejected, str(status)).inc()
+        if not self._rejected.take():
+            self.metrics.rejected_unlogged.inc()
+            return
+        self.decisions.record(request_id=request_id, source=source, client=client,
+                              endpoint=endpoint, requested_model=model, reason="rejected",
+                              status_code=status, error=error, fallback_attempts=0)
+
+    # -- reloading the home-lab file -------------------------------------------------------
+
+    async def reload(self, environ: Mapping[str, str] | None = None) -> ReloadResult:
+        """Re-read the configuration and swap it in for new requests. Raises ConfigError.
+
+        In-flight requests finish on the old generation; an invalid file changes nothing.
+        """
+        async with self._reload_lock:
+            env = self.settings.environ if environ is None else environ
+            settings = Settings.from_env(env, **self.settings.overrides)
+            topology = await build_topology(settings, env)
+            old = self.registry.states
+            changed = {name: spec for name, spec in topology.backends.items()
+                       if name not in old or old[name].spec != spec}
+            clients = [make_client(spec, settings) for spec in changed.values()]
+            restart = [f.upper() for f in settings.restart_fields(self.settings)]
+            self.settings = self.settings.with_live(settings)
+            self.registry.replace(clients, dict(topology.backends))
+            self.gaming.configure(gaming_hosts(topology))
+            self.generation = Generation.of(topology, self.settings)
+            removed = [name for name in old if name not in topology.backends]
+            if changed:
+                await self.registry.check_all()
+            log.info("configuration reloaded from %s: %d backends (%s new or changed, %s removed)",
+                     topology.origin, len(topology.backends), ", ".join(changed) or "none",
+                     ", ".join(removed) or "none")
+            return ReloadResult(topology.origin, tuple(topology.backends), tuple(changed),
+                                tuple(removed), tuple(restart))
 
     # -- chat for the bot ------------------------------------------------------------------
 
@@ -388,11 +525,78 @@ class RouterService:
 
 
 @dataclass(frozen=True)
+class ReloadResult:
+    origin: str
+    backends: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    restart_needed: tuple[str, ...]  # settings that changed but apply only after a restart
+
+    def summary(self) -> str:
+        text = (f"Configuration reloaded from {self.origin}: backends "
+                f"{', '.join(self.backends) or 'none'}")
+        if self.changed:
+            text += f"; new or changed: {', '.join(self.changed)}"
+        if self.removed:
+            text += f"; removed: {', '.join(self.removed)}"
+        if self.restart_needed:
+            text += f". Restart to apply: {', '.join(self.restart_needed)}"
+        return text + "."
+
+
+REJECTED_ROWS_PER_SECOND = 50
+INVALID_ANSWER = "invalid_answer"  # UpstreamError.code: a body that is not an OpenAI answer
+
+
+class _RowBudget:
+    """A token bucket: `take()` is True at most `rate` times per second (burst `rate`)."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._tokens = rate
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+def gaming_hosts(topology: Topology) -> dict[str, str]:
+    """Gaming backend name -> its agent's base URL, for GamingMode."""
+    return {name: spec.url.removesuffix("/v1") for name, spec in topology.backends.items()
+            if spec.gaming}
+
+
+@dataclass(frozen=True)
 class ChatChunk:
     text: str
     backend: str
     model: str
     reason: str
+
+
+_SSE_FIELDS = (b"data:", b":", b"event:", b"id:", b"retry:")
+
+
+def _not_openai(first: bytes, stream: bool, content_type: str) -> str | None:
+    """What is wrong with a first chunk that cannot be an OpenAI answer (an HTML page from a
+    reverse proxy, say), or None. Cheap: it looks at the first line only."""
+    head = first.lstrip()
+    if stream:
+        if head.startswith(_SSE_FIELDS):
+            return None
+        what = "a first line that is not an SSE field"
+    else:
+        if head[:1] in (b"{", b"["):
+            return None
+        what = f"a {content_type.partition(';')[0] or 'non-JSON'} body, not JSON"
+    snippet = head[:80].decode("utf-8", "replace").splitlines()[0] if head else ""
+    return f"{what} ({snippet!r})"
 
 
 def _is_openai_error(body: bytes) -> bool:

@@ -54,6 +54,7 @@ class GamingModeChange(SQLModel, table=True):
     actor: str  # admin token, Mattermost user, "health-check" (read back from the PC)
     source: str  # admin | bot | slash | cli | observed
     applied: bool = True  # False when the gaming PC could not be reached
+    backend: str | None = None  # the gaming backend; None in rows from before per-backend switches
 
 
 class Setting(SQLModel, table=True):

@@ -7,8 +7,9 @@ field, and never touch the network. The body is forwarded as sent except `model`
 
 from __future__ import annotations
 
+import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,26 +135,37 @@ def strip_force_big(body: dict[str, Any]) -> bool:
     return found
 
 
-def resolve_target(model: str | None, aliases: Mapping[str, str],
-                   served: Mapping[str, str]) -> Target:
+def resolve_target(model: str | None, aliases: Mapping[str, str], served: Mapping[str, str],
+                   backends: Collection[str] = (),
+                   globs: Sequence[tuple[str, str]] = ()) -> Target:
     """Map a requested model to a Target. `served` maps backend model ids to backend names.
 
-    Raises ModelNotFound (404) for a model that is neither an alias nor served by a backend.
+    In order: `auto` (or none), an exact alias, `backend:model`, a backend's bare name, a model
+    id a backend serves, then the first matching glob alias. Raises ModelNotFound (404) otherwise.
     """
     if model is None or model == "" or model == "auto":
         return Target(None)
     alias = aliases.get(model)
+    if alias is None:
+        backend, sep, hint = model.partition(":")
+        if sep and backend in backends:
+            return Target(backend, hint or None)
+        if model in backends:
+            return Target(model)
+        served_by = served.get(model)
+        if served_by is not None:
+            return Target(served_by, model)
+        alias = next((target for pattern, target in globs if fnmatch.fnmatchcase(model, pattern)),
+                     None)
     if alias is not None:
         if alias == "auto":
             return Target(None)
         backend, _, hint = alias.partition(":")
         return Target(backend, hint or None)
-    served_by = served.get(model)
-    if served_by is not None:
-        return Target(served_by, model)
     raise ModelNotFound(
         f"The model '{model}' does not exist. Use 'auto', an alias "
-        f"({', '.join(sorted(aliases))}) or a model listed by GET /v1/models.", param="model")
+        f"({', '.join(sorted(aliases))}), a backend name or a model listed by GET /v1/models.",
+        param="model")
 
 
 def last_user_text(body: dict[str, Any]) -> str:

@@ -20,8 +20,8 @@ async def test_pending_change_survives_a_failed_reapply(tmp_path: Path) -> None:
         gaming = GamingMode(engine, f"http://127.0.0.1:{free_port()}", timeout=1.0)  # nothing listens
         change = await gaming.set(True, "alice", "admin")
         assert (change.applied, gaming.enabled) == (False, True)
-        await gaming.observe(False)  # the PC reports its old state; the POST fails again
+        await gaming.observe("3090", False)  # the PC reports its old state; the POST fails again
         assert gaming.enabled is True
-        assert gaming._pending is True
+        assert gaming.pending("3090") is True
     finally:
         engine.dispose()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httpx
 import openai
 import pytest
 
@@ -97,15 +99,30 @@ async def test_backend_dying_mid_stream_ends_with_error_event(make_router, upstr
     assert row.status_code == 502 and "dropped the connection" in row.error
 
 
-async def test_garbage_answer_is_passed_as_is_and_logged(make_router, upstreams):
+async def test_a_200_that_is_not_json_falls_back(make_router, upstreams):
+    """An HTML page from a proxy in front of a backend is a backend failure, not an answer."""
     router = await make_router(backend_env(upstreams))
     upstreams["3070"].mode = "garbage"
     async with await _client(router) as client:
         raw = await client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
     assert raw.http_response.status_code == 200
-    assert raw.http_response.text.startswith("<html>")
+    assert raw.headers["x-routed-backend"] == "3090"
+    assert raw.parse().choices[0].message.content
     [row] = await decision_rows(router)
-    assert row.backend == "3070"
+    assert (row.backend, row.fallback_attempts, row.status_code) == ("3090", 1, 200)
+    [failure] = json.loads(row.failures)
+    assert failure["backend"] == "3070" and "not JSON" in failure["error"]
+
+
+async def test_a_200_that_is_not_json_with_no_other_candidate_is_a_502(make_router, upstreams):
+    router = await make_router(backend_env(upstreams, "3070"))
+    upstreams["3070"].mode = "garbage"
+    async with httpx.AsyncClient(base_url=router.url) as client:
+        response = await client.post("/v1/chat/completions",
+                                     json={"model": "auto", "messages": HELLO})
+    assert response.status_code == 502
+    message = response.json()["error"]["message"]
+    assert "text/html" in message and "<html>this is not json" in message
 
 
 async def test_live_failures_mark_a_backend_down(make_router, upstreams):
