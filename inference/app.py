@@ -4,7 +4,10 @@ Routes (see SPEC "Gaming-PC / inference agent API"): `GET /health`, `GET /status
 `GET|POST /gaming-mode`, `POST /stop-all`, `POST /models/{id}/load`, `POST /models/{id}/unload`,
 `GET /v1/models`, `POST /v1/chat/completions|completions|embeddings`. Errors become HTTP only in
 `error_middleware`. The cleanup context owns the client session, the `ModelManager` and the
-APScheduler idle job, and stops every model on shutdown so no vLLM outlives the agent.
+APScheduler job (idle sleep/stop, keep-warm), starts the keep-warm models, and stops every model on
+shutdown so no vLLM outlives the agent. Streaming requests for a model that is not ready follow
+the starting-stream protocol documented in `inference.starting` (header `X-Model-State:
+starting`, comments `: model <id> starting (<elapsed> s)`); docs/agent.md has the whole API.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from inference import proxy
+from inference import proxy, starting
 from inference.config import HostConfig, load_config
 from inference.errors import AgentError, BadRequest, error_response
 from inference.fit import check_fit
@@ -81,7 +84,11 @@ def _force_big(request: web.Request) -> bool:
 
 # -- OpenAI endpoints --------------------------------------------------------------------------
 async def openai_post(request: web.Request) -> web.StreamResponse:
-    """Proxy an OpenAI POST to the chosen model, starting it first if needed."""
+    """Proxy an OpenAI POST to the chosen model, starting (or waking) it first if needed.
+
+    A stream for a model that is not ready gets the starting-stream protocol of
+    `inference.starting` (keep-alive comments, then vLLM's stream or one error event).
+    """
     manager = request.app[MANAGER]
     _, body = await _json_body(request)
     requested = body.get("model")
@@ -90,10 +97,24 @@ async def openai_post(request: web.Request) -> web.StreamResponse:
     profile = manager.resolve(requested)
     body["model"] = profile.served_name
     payload = json.dumps(body).encode()
-    async with manager.use(profile, _force_big(request)) as base_url:
-        return await proxy.forward(
-            request, request.app[SESSION], base_url + request.path, payload, profile.id
-        )
+    force_big = _force_big(request)
+    session = request.app[SESSION]
+    url_path = request.path
+    async with manager.hold(profile, force_big):
+        if manager.processes[profile.id].state is ModelState.READY:
+            base_url = await manager.ready(profile, force_big)
+            return await proxy.forward(request, session, base_url + url_path, payload, profile.id)
+        if body.get("stream") is True:
+            response, ready_url = await starting.stream_while_starting(
+                request, manager, profile, force_big, request.app[SETTINGS].stream_keepalive)
+            if ready_url is None:
+                return response
+            return await proxy.forward(request, session, ready_url + url_path, payload,
+                                       profile.id, started=response)
+        waited_url = await starting.wait_until_ready(request, manager, profile, force_big)
+        if waited_url is None:
+            return web.Response(status=499, reason="Client Closed Request")
+        return await proxy.forward(request, session, waited_url + url_path, payload, profile.id)
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -174,6 +195,8 @@ async def unload_model(request: web.Request) -> web.Response:
 
 # -- lifecycle ---------------------------------------------------------------------------------
 def _idle_check_interval(settings: Settings) -> float:
+    if settings.idle_shutdown_seconds <= 0:
+        return 30.0  # no idle actions; the job only re-warms keep-warm models
     return max(0.1, min(30.0, settings.idle_shutdown_seconds / 4))
 
 
@@ -190,14 +213,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                            warnings)
     app[MANAGER] = manager
     scheduler = AsyncIOScheduler()
-    if settings.idle_shutdown_seconds > 0:
-        scheduler.add_job(manager.stop_idle, "interval", seconds=_idle_check_interval(settings),
-                          id="idle-shutdown", max_instances=1, coalesce=True)
+    scheduler.add_job(manager.tick, "interval", seconds=_idle_check_interval(settings),
+                      id="idle-and-warm", max_instances=1, coalesce=True)
     scheduler.start()
+    manager.spawn(manager.warm_up(), "warm-up")
     try:
         yield
     finally:
         scheduler.shutdown(wait=False)
+        await manager.close()
         await manager.stop_all()
         await session.close()
         gpu.close()
@@ -205,7 +229,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, config: HostConfig | None = None) -> web.Application:
     """Build the agent app; `config` defaults to `load_config(settings.config)` (may raise
-    `ConfigError`). Models start only on demand."""
+    `ConfigError`). Keep-warm models start with the app; the others on demand."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[CONFIG] = config if config is not None else load_config(settings.config)

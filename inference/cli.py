@@ -86,8 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, ConfigError) as exc:
         print(f"local-ai-inference: {exc}", file=sys.stderr)
         return 2
+    # handler_cancellation: a client that disconnects cancels its handler at once, so a request
+    # waiting for a model start (or a non-streamed generation) is dropped, not sent to vLLM.
     web.run_app(app, host=settings.host, port=settings.port, print=None,
-                handle_signals=True, shutdown_timeout=settings.stop_grace + 5)
+                handle_signals=True, shutdown_timeout=settings.stop_grace + 5,
+                handler_cancellation=True)
     return 0
 
 

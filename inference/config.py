@@ -22,6 +22,14 @@ A config is a TOML file (or a bundled profile under `inference/profiles/`, named
     append_standard_flags = true             # add --host/--port/--served-model-name/...
     weights_gb = 5.6                         # fit check inputs (optional)
     kv_bytes_per_token = 57344
+    keep_warm = false                        # start with the agent and after gaming mode;
+                                             # never stopped for idleness
+    idle_action = "stop"                     # "stop" or "sleep" (vLLM sleep mode, CUDA only)
+
+`idle_action = "sleep"` launches vLLM with `--enable-sleep-mode` and `VLLM_SERVER_DEV_MODE=1`
+and puts an idle model to sleep (`POST /sleep?level=1`) instead of stopping it; an engine
+without sleep support (the CPU build) is stopped instead. A keep-warm model with `"sleep"` is
+put to sleep when idle; with `"stop"` it stays ready.
 
 Placeholders `{model}`, `{port}`, `{served_name}`, `{max_model_len}` and `{id}` are replaced in
 `command`, `extra_args` and `env` values. `load_config` raises `ConfigError` naming the key.
@@ -40,7 +48,9 @@ _MODEL_KEYS = {
     "id", "model", "served_name", "port", "quantization", "max_model_len",
     "gpu_memory_utilization", "command", "extra_args", "env", "append_standard_flags",
     "weights_gb", "kv_bytes_per_token", "params_billion", "aliases", "dtype",
+    "keep_warm", "idle_action",
 }
+IDLE_ACTIONS = ("stop", "sleep")
 _HOST_KEYS = {"gpu_name", "gpu_memory_gb", "max_loaded_models", "default_model"}
 
 
@@ -68,6 +78,8 @@ class ModelProfile:
     weights_gb: float | None = None
     kv_bytes_per_token: int | None = None
     params_billion: float | None = None
+    keep_warm: bool = False
+    idle_action: str = "stop"
 
     def names(self) -> set[str]:
         """Every model id a request may use to select this profile."""
@@ -159,7 +171,8 @@ def _profile(source: str, index: int, raw: Any) -> ModelProfile:
         "served_name": (str,), "port": (int,), "quantization": (str,), "max_model_len": (int,),
         "gpu_memory_utilization": (float, int), "append_standard_flags": (bool,),
         "weights_gb": (float, int), "kv_bytes_per_token": (int,),
-        "params_billion": (float, int), "dtype": (str,),
+        "params_billion": (float, int), "dtype": (str,), "keep_warm": (bool,),
+        "idle_action": (str,),
     }
     for key, kind in kinds.items():
         if key in raw:
@@ -167,6 +180,11 @@ def _profile(source: str, index: int, raw: Any) -> ModelProfile:
     util = raw.get("gpu_memory_utilization")
     if util is not None and not 0 < float(util) <= 1:
         raise ConfigError(f"{where}: gpu_memory_utilization must be in (0, 1], got {util!r}")
+    idle_action = raw.get("idle_action", "stop")
+    if idle_action not in IDLE_ACTIONS:
+        raise ConfigError(
+            f"{where}: idle_action must be \"stop\" or \"sleep\", got {idle_action!r}"
+        )
     port = raw.get("port", 0)
     if not 0 <= port <= 65535:
         raise ConfigError(f"{where}: port must be between 0 and 65535, got {port!r}")
@@ -186,6 +204,7 @@ def _profile(source: str, index: int, raw: Any) -> ModelProfile:
         weights_gb=_opt_float(raw.get("weights_gb")),
         kv_bytes_per_token=raw.get("kv_bytes_per_token"),
         params_billion=_opt_float(raw.get("params_billion")),
+        keep_warm=raw.get("keep_warm", False), idle_action=idle_action,
     )
     try:
         profile.argv(port or 1)

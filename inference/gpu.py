@@ -59,6 +59,27 @@ class GpuReader:
             "utilization_percent": util.gpu,
         }
 
+    def process_memory(self) -> dict[int, int] | None:
+        """`{pid: used MiB}` of every process holding memory on the GPU (compute and graphics
+        contexts), or None without NVML. A pid NVML cannot attribute (another container's pid
+        namespace) is still listed, with 0 MiB when the driver hides the amount."""
+        nvml = self._init()
+        if nvml is None:
+            return None
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(self.index)
+            found = list(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
+            found += list(nvml.nvmlDeviceGetGraphicsRunningProcesses(handle))
+        except Exception as exc:  # noqa: BLE001 - NVMLError subclasses vary by version
+            log.warning("NVML process query failed: %s", exc)
+            return None
+        mib = 1024 * 1024
+        usage: dict[int, int] = {}
+        for item in found:
+            used = item.usedGpuMemory if isinstance(item.usedGpuMemory, int) else 0
+            usage[int(item.pid)] = usage.get(int(item.pid), 0) + used // mib
+        return usage
+
     def total_memory_gb(self) -> float | None:
         """The card's memory in GiB, or None without a GPU."""
         info = self.read()

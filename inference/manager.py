@@ -3,19 +3,28 @@
 `ModelManager` owns one `ModelProcess` per configured model and is used from one asyncio loop;
 all methods are safe to call concurrently within it.
 
-- `use(profile, force_big)` is the request path: it refuses in gaming mode without force-big,
-  counts the request as active, makes room on the GPU (stopping the least recently used other
-  models beyond `max_loaded_models`), waits until the model is ready and yields its base URL.
-- `stop_idle()` stops ready models without requests for `IDLE_SHUTDOWN_MINUTES`; the app's
-  scheduler calls it.
-- `set_gaming(True)` persists the flag and stops every model, freeing VRAM.
+- `hold(profile, force_big)` + `ready(profile, force_big)` are the request path: `hold` refuses
+  in gaming mode without force-big and counts the request as active (without waiting); `ready`
+  makes room on the GPU (stopping the least recently used other models beyond
+  `max_loaded_models`), starts or wakes the model and blocks until it serves. `use()` is both.
+- `tick()` is the scheduler's periodic job: `stop_idle()` puts models idle for
+  `IDLE_SHUTDOWN_MINUTES` to sleep (`idle_action = "sleep"`, where the engine supports it) or
+  stops them; keep-warm models are never stopped for idleness. It also re-starts keep-warm
+  models that were switched out, when the GPU has room again and their last start did not fail.
+- `warm_up()` (at agent start and when gaming mode ends) starts the keep-warm models, in the
+  background via `spawn()`; `close()` cancels background work.
+- `set_gaming(True)` persists the flag and stops every model (sleeping ones too: a sleeping vLLM
+  still holds a CUDA context), freeing VRAM; `set_gaming(False)` warms the keep-warm models.
+- `safe_to_game()` is True when NVML lists no process of any model holding GPU memory, None
+  without NVML.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +36,8 @@ from inference.gaming import GamingModeStore
 from inference.gpu import GpuReader
 from inference.process import ModelProcess, ModelState
 from inference.settings import Settings
+
+log = logging.getLogger(__name__)
 
 GAMING_REFUSAL = (
     "Gaming mode is on: this GPU is reserved for gaming and serves only requests that carry "
@@ -64,6 +75,7 @@ class ModelManager:
         self._active: dict[str, int] = {p.id: 0 for p in config.models}
         self._last_used: dict[str, float] = {p.id: clock() for p in config.models}
         self._switch_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lookup ------------------------------------------------------------------------------
     def resolve(self, requested: str | None) -> ModelProfile:
@@ -94,25 +106,38 @@ class ModelManager:
 
     # -- request path ------------------------------------------------------------------------
     @asynccontextmanager
-    async def use(self, profile: ModelProfile, force_big: bool) -> AsyncIterator[str]:
-        """Hold `profile` ready for one request; yields the vLLM base URL.
+    async def hold(self, profile: ModelProfile, force_big: bool) -> AsyncIterator[None]:
+        """Count one request as active on `profile` for the block; does not wait.
 
-        Blocks while the model starts. Raises `GamingModeRefused` or `ModelStartFailed`.
+        Raises `GamingModeRefused` at entry when gaming mode is on and `force_big` is false.
         """
         self.check_gaming(force_big)
         self._active[profile.id] += 1
         self._last_used[profile.id] = self._clock()
         try:
-            try:
-                url = await self._ready(profile)
-            except ModelStartFailed:
-                # Gaming mode turned on while we waited: say that, not "stopped while starting".
-                self.check_gaming(force_big)
-                raise
-            yield url
+            yield
         finally:
             self._active[profile.id] -= 1
             self._last_used[profile.id] = self._clock()
+
+    async def ready(self, profile: ModelProfile, force_big: bool) -> str:
+        """Make `profile` serve (start or wake it) and return its base URL; call inside `hold`.
+
+        Blocks while the model starts. Raises `GamingModeRefused` or `ModelStartFailed`.
+        Cancelling the caller does not cancel the start other requests may share.
+        """
+        try:
+            return await self._ready(profile)
+        except ModelStartFailed:
+            # Gaming mode turned on while we waited: say that, not "stopped while starting".
+            self.check_gaming(force_big)
+            raise
+
+    @asynccontextmanager
+    async def use(self, profile: ModelProfile, force_big: bool) -> AsyncIterator[str]:
+        """`hold` and `ready` together: hold `profile` ready for one request; yields its URL."""
+        async with self.hold(profile, force_big):
+            yield await self.ready(profile, force_big)
 
     async def _ready(self, profile: ModelProfile) -> str:
         process = self.processes[profile.id]
@@ -153,24 +178,101 @@ class ModelManager:
         await asyncio.gather(*(p.stop() for p in self.processes.values()))
 
     async def set_gaming(self, enabled: bool) -> None:
-        """Persist gaming mode; turning it on stops every model to free VRAM."""
+        """Persist gaming mode; on: stop every model (frees VRAM); off: warm the keep-warm ones."""
         self.gaming.set(enabled)
         if enabled:
             await self.stop_all()
+        else:
+            self.spawn(self.warm_up(), "warm-up")
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run `coro` in the background; the manager keeps the task and logs its failure."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed: %s", task.get_name(), task.exception())
+
+    async def close(self) -> None:
+        """Cancel background work (warm-ups); models are stopped separately by `stop_all`."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def warm_up(self, only_unfailed: bool = False) -> list[str]:
+        """Start the stopped keep-warm models that fit (never evicting); returns the ids started.
+
+        Does nothing in gaming mode. A start that fails is logged and shows in `/status`;
+        with `only_unfailed`, models whose last run ended in an error are left alone.
+        """
+        started: list[str] = []
+        for pid, process in self.processes.items():
+            if not process.profile.keep_warm or self.gaming.enabled:
+                continue
+            if process.state is not ModelState.STOPPED:
+                continue
+            if only_unfailed and process.last_error is not None:
+                continue
+            loaded = sum(p.state is not ModelState.STOPPED for p in self.processes.values())
+            if loaded >= self.config.max_loaded_models:
+                break
+            log.info("keeping model %s warm: starting it", pid)
+            try:
+                await process.ensure_ready()
+            except ModelStartFailed as exc:
+                log.error("keep-warm start of %s failed: %s", pid, exc.message)
+                continue
+            self._last_used[pid] = self._clock()
+            started.append(pid)
+        return started
+
+    async def tick(self) -> None:
+        """The periodic job: idle actions, then re-warm switched-out keep-warm models."""
+        await self.stop_idle()
+        await self.warm_up(only_unfailed=True)
 
     async def stop_idle(self) -> list[str]:
-        """Stop ready models idle for `IDLE_SHUTDOWN_MINUTES`; returns the ids stopped."""
+        """Sleep or stop ready models idle for `IDLE_SHUTDOWN_MINUTES`; returns the ids acted on.
+
+        Keep-warm models are only ever put to sleep, never stopped, for idleness.
+        """
         limit = self.settings.idle_shutdown_seconds
         if limit <= 0:
             return []
-        now = self._clock()
-        idle = [
-            p for pid, p in self.processes.items()
-            if p.state is ModelState.READY and self._active[pid] == 0
-            and now - self._last_used[pid] >= limit
-        ]
-        await asyncio.gather(*(p.stop() for p in idle))
-        return [p.profile.id for p in idle]
+        idle = [pid for pid, p in self.processes.items()
+                if p.state is ModelState.READY and self._is_idle(pid, limit)]
+        done = await asyncio.gather(*(self._idle_action(pid, limit) for pid in idle))
+        return [pid for pid, acted in zip(idle, done, strict=True) if acted]
+
+    def _is_idle(self, pid: str, limit: float) -> bool:
+        return self._active[pid] == 0 and self._clock() - self._last_used[pid] >= limit
+
+    async def _idle_action(self, pid: str, limit: float) -> bool:
+        process = self.processes[pid]
+        # Re-checked here, after gather() scheduled us: a request may have arrived meanwhile.
+        if process.state is not ModelState.READY or not self._is_idle(pid, limit):
+            return False
+        if process.uses_sleep_mode:
+            if await process.sleep():
+                return True
+            if not self._is_idle(pid, limit) or process.state is not ModelState.READY:
+                return False
+        if process.profile.keep_warm:
+            return False
+        await process.stop()
+        return True
+
+    def safe_to_game(self) -> bool | None:
+        """True when no model process holds GPU memory (NVML per-process), None without NVML."""
+        usage = self.gpu.process_memory()
+        if usage is None:
+            return None
+        return not any(pid in usage for p in self.processes.values() for pid in p.session_pids())
 
     # -- views -------------------------------------------------------------------------------
     def model_status(self, model_id: str) -> dict[str, Any]:
@@ -190,8 +292,10 @@ class ModelManager:
             "gaming_mode": self.gaming.enabled,
             "gaming_mode_changed_at": self.gaming.changed_at,
             "models": [self.model_status(pid) for pid in self.processes],
+            "safe_to_game": self.safe_to_game(),
             "active_requests": sum(self._active.values()),
             "idle_shutdown_minutes": self.settings.idle_shutdown_minutes,
+            "stream_keepalive_seconds": self.settings.stream_keepalive,
             "max_loaded_models": self.config.max_loaded_models,
             "default_model": self.config.default_model,
             "gpu": self.gpu.read(),

@@ -37,7 +37,8 @@ def forget_session(state_dir: Path, model_id: str) -> None:
         (_sessions_dir(state_dir) / f"{model_id}.sid").unlink()
 
 
-def _members(sid: int) -> list[int]:
+def session_members(sid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in session `sid` (one scan of /proc)."""
     members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -64,7 +65,7 @@ def reap_stale_sessions(state_dir: Path) -> list[int]:
             sid = int(record.read_text().strip())
         except (OSError, ValueError):
             sid = 0
-        for pid in _members(sid) if sid > 1 else []:
+        for pid in session_members(sid) if sid > 1 else []:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)

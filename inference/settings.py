@@ -12,6 +12,7 @@ is passed down. A bad value raises `SettingsError` whose message names the varia
 | `INFERENCE_STATE_DIR` | `data/inference` | persisted gaming mode and vLLM logs |
 | `START_TIMEOUT` | `600` | seconds vLLM may take to answer `/health` |
 | `STOP_GRACE` | `15` | seconds between SIGTERM and SIGKILL |
+| `STREAM_KEEPALIVE` | `5` | seconds between `: model …` comments while a stream waits |
 | `LOG_LEVEL` | `INFO` | Python logging level |
 """
 
@@ -64,6 +65,9 @@ class Settings:
     state_dir: Path = Path("data/inference")
     start_timeout: float = 600.0
     stop_grace: float = 15.0
+    # Half the router's default of 10: the agent's comment reaches the router before the
+    # router's own keep-alive falls due, and well inside a 30-60 s proxy idle timeout.
+    stream_keepalive: float = 5.0
     log_level: str = "INFO"
 
     @property
@@ -87,5 +91,6 @@ class Settings:
             state_dir=state_dir,
             start_timeout=_float(env, "START_TIMEOUT", 600.0, 0.1),
             stop_grace=_float(env, "STOP_GRACE", 15.0, 0.0),
+            stream_keepalive=_float(env, "STREAM_KEEPALIVE", 5.0, 0.05),
             log_level=level,
         )

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from inference.app import create_app
 from inference.config import HostConfig
 from inference.settings import Settings
-from tests.inference.inference_helpers import Agent, AgentFactory, make_config
+from tests.inference.inference_helpers import Agent, AgentFactory, PlainServer, make_config
 
 
 @pytest.fixture
@@ -28,9 +28,12 @@ async def start_agent(settings: Settings) -> AsyncIterator[AgentFactory]:
     """Start agents with `await start_agent(config, **settings_overrides)`; all stop at teardown."""
     running: list[Agent] = []
 
-    async def start(config: HostConfig | None = None, **overrides: Any) -> Agent:
+    async def start(config: HostConfig | None = None, handler_cancellation: bool = True,
+                    **overrides: Any) -> Agent:
+        """`handler_cancellation` as `web.run_app` gets it (the CLI passes True)."""
         app = create_app(replace(settings, **overrides), config or make_config())
-        server = TestServer(app, host="127.0.0.1")
+        server: TestServer | PlainServer = (
+            TestServer(app, host="127.0.0.1") if handler_cancellation else PlainServer(app))
         await server.start_server()
         agent = Agent(server, aiohttp.ClientSession())
         running.append(agent)
