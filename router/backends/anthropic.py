@@ -17,6 +17,7 @@ import orjson
 
 from router.backends.base import HealthReport, ModelInfo, StreamBroken, Upstream, UpstreamError
 from router.wire import messages as msg
+from router.wire import messages_upstream as upstream
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_URL = "https://api.anthropic.com"
@@ -61,7 +62,7 @@ class AnthropicBackend:
         if path == "/v1/messages":
             outgoing: dict[str, object] = body
         elif path == "/v1/chat/completions":
-            outgoing = msg.chat_to_messages_request(body)
+            outgoing = upstream.chat_to_messages_request(body)
         else:
             raise UpstreamError(f"backend {self.name} (Anthropic) does not serve {path}")
         try:
@@ -180,7 +181,7 @@ async def _to_chat_stream(name: str, chunks: AsyncIterator[bytes], model: str,
                           include_usage: bool) -> AsyncIterator[bytes]:
     """Anthropic SSE -> Chat SSE; an Anthropic error event (say, overloaded) is StreamBroken, so
     before the first byte the router falls back and after it the client gets an error event."""
-    stream = msg.MessagesToChatStream(model, include_usage)
+    stream = upstream.MessagesToChatStream(model, include_usage)
     async for chunk in chunks:
         try:
             out = stream.feed(chunk)
@@ -202,4 +203,4 @@ async def _to_chat_whole(name: str, chunks: AsyncIterator[bytes]) -> AsyncIterat
         raise StreamBroken(f"backend {name} sent an answer that is not JSON") from None
     if not isinstance(answer, dict) or answer.get("type") == "error":
         raise StreamBroken(f"backend {name} sent an unusable answer: {raw[:200]!r}")
-    yield orjson.dumps(msg.messages_to_chat_response(answer))
+    yield orjson.dumps(upstream.messages_to_chat_response(answer))

@@ -25,6 +25,7 @@ from router.http.api import SERVICE, Api, Relay, _client_name, json_response
 from router.logs import request_id_var
 from router.wire import chat as req
 from router.wire import messages as msg
+from router.wire.messages_stream import ChatToMessagesStream
 from router.wire import responses as rsp
 
 
@@ -36,7 +37,7 @@ class MessagesRelay(Relay):
     def __init__(self, model: str, input_tokens: int, native: bool) -> None:
         self.model = model
         self.native = native
-        self._stream = None if native else msg.ChatToMessagesStream(model, input_tokens)
+        self._stream = None if native else ChatToMessagesStream(model, input_tokens)
 
     def whole(self, body: bytes) -> bytes:
         return body if self.native else msg.translate_chat_answer(body, self.model)

@@ -403,7 +403,8 @@ class ChatToResponsesStream:
             return
         if event.get("error"):
             error = event["error"]
-            out.append(self.error(error.get("message") if isinstance(error, dict) else str(error)))
+            out.append(self.error(str(error.get("message") or error) if isinstance(error, dict)
+                                  else str(error)))
             return
         self._start(out)
         usage = event.get("usage")
