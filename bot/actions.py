@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,9 +25,14 @@ from router.errors import RouterError
 from router.store.models import Setting
 from router.core.service import RouterService
 
-__all__ = ["REASONS", "BotActions", "ChannelModels", "Context", "Reply"]
+__all__ = ["CHANGE_CHANNEL", "REASONS", "BotActions", "ChannelModels", "Context", "Reply"]
 
 log = logging.getLogger(__name__)
+
+CHANGE_CHANNEL: ContextVar[str | None] = ContextVar("bot_change_channel", default=None)
+"""The channel of the command whose gaming change is being applied (None for other changes).
+Gaming listeners run inside `GamingState.set`, in the command's own task, so they can read it:
+the plugin skips its ops-channel notice when the command's public reply is already there."""
 
 REASONS = {
     "explicit_model": "the request names a model or alias of this backend",
@@ -145,7 +151,11 @@ class BotActions:
             return Reply(f"Sorry, that did not work: {exc.message}", public=True)
 
     async def gaming(self, enabled: bool, ctx: Context) -> Reply:
-        change = await self.service.gaming.set(enabled, ctx.username, ctx.source)
+        token = CHANGE_CHANNEL.set(ctx.channel_id)
+        try:
+            change = await self.service.gaming.set(enabled, ctx.username, ctx.source)
+        finally:
+            CHANGE_CHANNEL.reset(token)
         text = reports.GAMING_ON if enabled else reports.GAMING_OFF
         if not change.applied:
             text += ("\nThe gaming PC could not be reached; the change is kept and applied as "

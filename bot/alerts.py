@@ -5,15 +5,21 @@ The registry already applies hysteresis (one call per real transition). On top o
 the cooldown is held back, and when the cooldown ends one summary is posted if the backend's
 state then differs from the last one announced ("3090 is down (changed 4 times in 5 min)").
 The throttle is pure: the caller passes the clock, so it is tested without waiting.
+
+`HeldMessages` keeps the ops messages that could not be posted while the bot is logged out
+(Mattermost down at start, or unreachable later), oldest first and bounded: beyond `limit` the
+oldest are dropped and counted, and the delivery after the reconnect says how many were lost.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from bot.reports import DISPLAY
 
-__all__ = ["AlertThrottle", "Pending", "alert_text", "gaming_notice"]
+__all__ = ["AlertThrottle", "HeldMessages", "Pending", "alert_text", "dropped_notice",
+           "gaming_notice"]
 
 
 @dataclass
@@ -68,6 +74,41 @@ class AlertThrottle:
     @staticmethod
     def _announce(p: Pending, now: float) -> None:
         p.announced, p.announced_at, p.changes = p.latest, now, 0
+
+
+@dataclass
+class HeldMessages:
+    """Ops messages waiting for Mattermost, oldest first, at most `limit`. Loop only.
+
+    Deliver with `first()` / `delivered()` so a failure in the middle keeps the rest in order."""
+
+    limit: int = 50
+    dropped: int = 0
+    """Messages pushed out by newer ones since the last delivery (see `dropped_notice`)."""
+    _items: deque[str] = field(default_factory=deque)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, text: str) -> None:
+        if len(self._items) >= self.limit:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(text)
+
+    def first(self) -> str | None:
+        return self._items[0] if self._items else None
+
+    def delivered(self) -> None:
+        """The message `first()` returned was posted."""
+        self._items.popleft()
+
+
+def dropped_notice(count: int) -> str:
+    """Posted before the held messages when some of them were dropped."""
+    return (f":warning: {count} older ops message{'s' if count != 1 else ''} "
+            f"{'were' if count != 1 else 'was'} dropped while Mattermost was unreachable "
+            "(only the newest are kept); the router log has every alert.")
 
 
 def alert_text(name: str, healthy: bool, error: str | None, changes: int = 1,

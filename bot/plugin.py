@@ -7,6 +7,12 @@ gaming listeners and the daily-report job, and spawns one tracked task that logs
 with capped backoff while Mattermost is down), resolves the ops channel and listens. `stop()`
 ends that task, the adapter, and every task the bot spawned. Every spawned task is kept in
 `self._tasks`; a failure is logged with its traceback and counted in `task_failures`.
+
+Ops messages (alerts, gaming notices, the daily report) raised while the bot is logged out
+(Mattermost down at start, or unreachable later) are held, bounded (`BotOptions.held_messages`),
+and posted in order once the websocket is authenticated again. A gaming change made by a command
+in the ops channel itself is not announced there a second time: the command's reply is the
+announcement.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot import reports
-from bot.actions import BotActions, ChannelModels, Context
-from bot.alerts import AlertThrottle, alert_text, gaming_notice
+from bot.actions import CHANGE_CHANNEL, BotActions, ChannelModels, Context
+from bot.alerts import AlertThrottle, HeldMessages, alert_text, dropped_notice, gaming_notice
 from bot.chat import answer, split_message, thread_messages
 from bot.commands import ChatPrompt, Empty, UsageError, help_text, parse, strip_mention
 from bot.mattermost import (
@@ -31,6 +37,7 @@ from bot.mattermost import (
     MattermostAuthError,
     MattermostConfig,
     MattermostError,
+    MattermostUnavailable,
     PostedEvent,
     User,
 )
@@ -54,6 +61,8 @@ class BotOptions:
     """At most one down/up alert per backend per this many seconds (flaps are summarised)."""
     login_retry_initial: float = 1.0
     login_retry_max: float = 60.0
+    held_messages: int = 50
+    """At most this many ops messages wait while Mattermost is unreachable (the oldest go)."""
     mattermost: dict[str, Any] = field(default_factory=dict)
     """Overrides for `MattermostConfig` (timeouts, websocket backoff)."""
 
@@ -79,6 +88,8 @@ class BotPlugin:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._throttle = AlertThrottle(self.options.alert_cooldown)
+        self._held = HeldMessages(self.options.held_messages)
+        self._held_added = asyncio.Event()
         self._users: dict[str, User] = {}
         self._agents: AgentClient | None = None
         self.slash = SlashCommand(settings.mattermost_slash_token, self.spawn)
@@ -104,6 +115,7 @@ class BotPlugin:
                           misfire_grace_time=3600)
         self._runner = asyncio.create_task(self._run(), name="mattermost-bot")
         self._runner.add_done_callback(self._task_done)
+        self.spawn(self._deliver_held(), "ops-held-messages")
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -148,10 +160,15 @@ class BotPlugin:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.options.login_retry_max)
         self.logged_in.set()
-        await self._resolve_ops_channel()
+        try:
+            await self._resolve_ops_channel()
+        except MattermostUnavailable:
+            pass  # resolved again before the next ops message
         await self.adapter.listen(self.on_post)
 
     async def _resolve_ops_channel(self) -> str | None:
+        """The ops channel's id, or None (logged) when there is none. Raises
+        `MattermostUnavailable` when Mattermost cannot be asked now (asked again next time)."""
         if self.ops_channel_id or not self.settings.mattermost_channel:
             return self.ops_channel_id
         if not self.settings.mattermost_team:
@@ -161,6 +178,8 @@ class BotPlugin:
         try:
             self.ops_channel_id = await self.adapter.channel_by_name(
                 self.settings.mattermost_team, self.settings.mattermost_channel.lstrip("~"))
+        except MattermostUnavailable:
+            raise
         except MattermostError as exc:
             log.error("Cannot find MATTERMOST_CHANNEL=%s in team %s: %s",
                       self.settings.mattermost_channel, self.settings.mattermost_team, exc)
@@ -232,18 +251,84 @@ class BotPlugin:
     # -- ops channel -------------------------------------------------------------------------
 
     async def post_ops(self, text: str) -> bool:
-        """Post `text` in MATTERMOST_CHANNEL; False (logged) when that is not possible now."""
-        if self.adapter is None or not self.logged_in.is_set():
-            log.warning("Not connected to Mattermost; ops message dropped: %s", text[:200])
+        """Post `text` in MATTERMOST_CHANNEL now; False when it is not posted now.
+
+        While the bot is logged out, or older messages are still waiting, `text` is held and
+        posted after the reconnect (see `_deliver_held`). False without holding when there is no
+        ops channel, or Mattermost rejected the post (logged)."""
+        if not self.settings.mattermost_channel:
             return False
-        channel = await self._resolve_ops_channel()
-        if channel is None:
+        if self.adapter is None or not self.logged_in.is_set() or len(self._held):
+            self._hold([text])  # behind the older ones: the order is kept
             return False
         try:
-            for part in split_message(text):
+            channel = await self._resolve_ops_channel()
+        except MattermostUnavailable:
+            self._hold([text])
+            return False
+        if channel is None:
+            return False
+        parts = split_message(text)
+        for index, part in enumerate(parts):
+            try:
                 await self.adapter.create_post(channel, part)
-        except MattermostError as exc:
-            log.warning("Could not post to the ops channel: %s", exc)
+            except MattermostUnavailable as exc:
+                log.warning("Mattermost is unreachable (%s); the ops message waits for it.", exc)
+                self._hold(parts[index:])
+                return False
+            except MattermostError as exc:
+                log.warning("Could not post to the ops channel: %s", exc)
+                return False
+        return True
+
+    def _hold(self, texts: list[str]) -> None:
+        for text in texts:
+            if len(self._held) >= self._held.limit:
+                log.warning("Too many ops messages wait for Mattermost; dropping the oldest.")
+            self._held.add(text)
+        log.info("Ops message held until Mattermost is reachable (%d waiting): %s",
+                 len(self._held), texts[0][:200] if texts else "")
+        self._held_added.set()
+
+    async def _deliver_held(self) -> None:
+        """Post the held messages, oldest first, whenever the websocket is authenticated (after
+        login, and after every reconnect). A failure waits with capped backoff, then retries."""
+        assert self.adapter is not None
+        delay = self.options.login_retry_initial
+        while True:
+            while not len(self._held):
+                self._held_added.clear()
+                await self._held_added.wait()
+            await self.logged_in.wait()
+            await self.adapter.wait_connected()
+            if await self._post_held():
+                delay = self.options.login_retry_initial
+                continue
+            await asyncio.sleep(delay)  # Mattermost answered the websocket but not the post
+            delay = min(delay * 2, self.options.login_retry_max)
+
+    async def _post_held(self) -> bool:
+        """Post every held message; False when Mattermost became unreachable in between."""
+        assert self.adapter is not None
+        try:
+            channel = await self._resolve_ops_channel()
+            if channel is None:  # no such channel (logged): the messages can never be posted
+                while self._held.first() is not None:
+                    self._held.delivered()
+                return True
+            if self._held.dropped:
+                await self.adapter.create_post(channel, dropped_notice(self._held.dropped))
+                self._held.dropped = 0
+            while (text := self._held.first()) is not None:
+                try:
+                    await self.adapter.create_post(channel, text)
+                except MattermostUnavailable:
+                    raise
+                except MattermostError as exc:
+                    log.warning("Could not post a held ops message: %s", exc)
+                self._held.delivered()
+        except MattermostUnavailable as exc:
+            log.warning("Mattermost is unreachable again (%s); held ops messages wait.", exc)
             return False
         return True
 
@@ -265,6 +350,8 @@ class BotPlugin:
                                            self.options.alert_cooldown))
 
     async def _on_gaming(self, enabled: bool, actor: str, source: str) -> None:
+        if self.ops_channel_id is not None and CHANGE_CHANNEL.get() == self.ops_channel_id:
+            return  # made by a command in the ops channel: its reply there is the announcement
         self.spawn(self.post_ops(gaming_notice(enabled, actor, source)), "gaming-notice")
 
     async def daily_report(self) -> None:

@@ -67,14 +67,16 @@ def bot_env(world: World, upstreams: dict[str, FakeUpstream], *backends: str,
 
 
 async def start_bot(world: World, upstreams: dict[str, FakeUpstream], make_router: RouterFactory,
-                    *backends: str, options: BotOptions = TEST_OPTIONS,
+                    *backends: str, options: BotOptions = TEST_OPTIONS, connected: bool = True,
                     **extra: str) -> BotWorld:
-    """Start a router with `BotPlugin` against `world`'s fake Mattermost; wait until it listens."""
+    """Start a router with `BotPlugin` against `world`'s fake Mattermost; wait until it listens
+    (unless `connected` is False: Mattermost may be down on purpose)."""
     ops = world.server.add_channel("ops", display_name="Ops")
     bob = world.server.add_user("bob", token="bob-token")
     env = bot_env(world, upstreams, *backends, **extra)
     plugin = BotPlugin(Settings.from_env(env), options)
     router = await make_router(env, plugins=[plugin])
     assert plugin.adapter is not None
-    await plugin.adapter.wait_connected(timeout=5.0)
+    if connected:
+        await plugin.adapter.wait_connected(timeout=10.0)
     return BotWorld(world, router, plugin, ops, bob, upstreams)
