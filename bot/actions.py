@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from bot import reports
+from bot import charts, reports
 from bot.commands import Invocation, help_text
 from router.wire import chat as req
 from router.backends.agent_control import AgentClient, AgentError
@@ -61,6 +61,8 @@ class Context:
 class Reply:
     text: str
     public: bool = False
+    chart: bytes | None = None
+    """A PNG to attach (the `stats` chart); the slash command's response URL cannot carry it."""
 
 
 class ChannelModels:
@@ -94,6 +96,16 @@ class ChannelModels:
                 row.updated_at = datetime.now(UTC)
             session.add(row)
             session.commit()
+
+
+async def chart_png(engine: Engine, window: str) -> bytes | None:
+    """The requests/latency chart for `window`, drawn in a worker thread; None (logged) when it
+    cannot be drawn, so the text summary still goes out."""
+    try:
+        return await asyncio.to_thread(charts.chart_for, engine, window)
+    except Exception:  # a chart is an extra: never let it cost the report
+        log.exception("could not draw the %s chart", window)
+        return None
 
 
 class BotActions:
@@ -198,7 +210,7 @@ class BotActions:
         engine: Engine = self.service.engine  # type: ignore[attr-defined]
         await self.service.decisions.flush(timeout=2.0)
         rows = await asyncio.to_thread(reports.compute_stats, engine, reports.since(window))
-        return Reply(reports.stats_table(rows, window))
+        return Reply(reports.stats_table(rows, window), chart=await chart_png(engine, window))
 
     def _agent_backend(self, name: str) -> tuple[str, str]:
         backend = BACKEND_NAMES.get(name.lower(), name)

@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -176,13 +176,29 @@ class MattermostAdapter:
         log.info("Logged in to Mattermost at %s as @%s.", self._config.url, self._bot.username)
         return self._bot
 
-    async def create_post(self, channel_id: str, message: str, root_id: str | None = None) -> Post:
-        """Post `message` in a channel, as a reply in thread `root_id` when given."""
+    async def create_post(self, channel_id: str, message: str, root_id: str | None = None,
+                          file_ids: Sequence[str] = ()) -> Post:
+        """Post `message` in a channel, as a reply in thread `root_id` when given, with files
+        uploaded by `upload_file` to the same channel attached (shown inline)."""
         body: dict[str, Any] = {"channel_id": channel_id, "message": message}
         if root_id:
             body["root_id"] = root_id
+        if file_ids:
+            body["file_ids"] = list(file_ids)
         result = await self._call("create post", self._driver.posts.create_post, body)
         return Post.from_api(_expect_dict(result, "create post"))
+
+    async def upload_file(self, channel_id: str, filename: str, data: bytes,
+                          content_type: str = "application/octet-stream") -> str:
+        """Upload one file to a channel (`POST /files`) and return its id for `create_post`."""
+        files = {"files": (filename, data, content_type)}
+        result = _expect_dict(await self._call("upload file", self._driver.files.upload_file,
+                                               channel_id, files), "upload file")
+        infos = result.get("file_infos")
+        if not isinstance(infos, list) or not infos or not isinstance(infos[0], dict) \
+                or not infos[0].get("id"):
+            raise MattermostRequestError("Mattermost answered the upload without a file id.")
+        return str(infos[0]["id"])
 
     async def patch_post(self, post_id: str, message: str) -> Post:
         """Replace the message of one of the bot's posts (used to stream replies)."""

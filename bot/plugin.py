@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot import reports
-from bot.actions import CHANGE_CHANNEL, BotActions, ChannelModels, Context
+from bot.actions import CHANGE_CHANNEL, BotActions, ChannelModels, Context, chart_png
 from bot.alerts import AlertThrottle, HeldMessages, alert_text, dropped_notice, gaming_notice
 from bot.chat import answer, split_message, thread_messages
 from bot.commands import ChatPrompt, Empty, UsageError, help_text, parse, strip_mention
@@ -234,6 +234,9 @@ class BotPlugin:
                 await self.adapter.send_typing(post.channel_id, root)
             reply = await self.actions.run(parsed, Context(username, post.channel_id))
             text = reply.text
+            if reply.chart is not None:
+                await self._post_with_chart(post.channel_id, text, reply.chart, root)
+                return
         for part in split_message(text):
             await self.adapter.create_post(post.channel_id, part, root)
 
@@ -361,4 +364,38 @@ class BotPlugin:
         stats = await asyncio.to_thread(reports.compute_stats,
                                         self.service.engine,  # type: ignore[attr-defined]
                                         reports.since("24h"))
-        await self.post_ops(reports.daily_report(self.service.status(), stats))
+        text = reports.daily_report(self.service.status(), stats)
+        chart = await chart_png(self.service.engine, "24h")  # type: ignore[attr-defined]
+        if chart is not None and await self._post_ops_chart(text, chart):
+            return
+        await self.post_ops(text)
+
+    async def _post_ops_chart(self, text: str, chart: bytes) -> bool:
+        """Post the report with its chart now; False (nothing posted) when that cannot be done
+        now, and `post_ops` then takes the text alone (it can hold text, not files)."""
+        if self.adapter is None or not self.logged_in.is_set():
+            return False
+        try:
+            channel = await self._resolve_ops_channel()
+            if channel is None:
+                return False
+            await self._post_with_chart(channel, text, chart)
+        except MattermostError as exc:
+            log.warning("Could not post the report with its chart: %s", exc)
+            return False
+        return True
+
+    async def _post_with_chart(self, channel_id: str, text: str, chart: bytes,
+                               root: str | None = None) -> None:
+        """Post `text` with `chart` (PNG) attached to its first part, or the text alone when the
+        upload fails. Raises MattermostError when the text cannot be posted."""
+        assert self.adapter is not None
+        file_ids: list[str] = []
+        try:
+            file_ids.append(await self.adapter.upload_file(channel_id, "router-chart.png", chart,
+                                                           "image/png"))
+        except MattermostError as exc:
+            log.warning("Could not upload the chart; posting the text alone: %s", exc)
+        for index, part in enumerate(split_message(text)):
+            await self.adapter.create_post(channel_id, part, root,
+                                           file_ids=file_ids if index == 0 else ())

@@ -141,6 +141,8 @@ class FakeMattermostServer:
         self.edits: list[PostEdit] = []
         self.typing: list[dict[str, Any]] = []
         self.reactions: list[dict[str, Any]] = []
+        self.files: dict[str, dict[str, Any]] = {}
+        """Uploaded files by id: `id`, `name`, `channel_id`, `user_id`, `mime_type`, `data`."""
         self.sessions_opened = 0
         """Authenticated websocket sessions so far (a reconnect adds one)."""
         self.ws_attempts = 0
@@ -202,6 +204,7 @@ class FakeMattermostServer:
         r.add_get("/api/v4/teams/name/{team}/channels/name/{channel}", self._channel_by_name)
         r.add_get("/api/v4/teams/name/{team}", self._team_by_name)
         r.add_post("/api/v4/reactions", self._create_reaction)
+        r.add_post("/api/v4/files", self._upload_files)
         r.add_get("/api/v4/websocket", self._websocket)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, handle_signals=False)
         await self._runner.setup()
@@ -383,7 +386,7 @@ class FakeMattermostServer:
             return response
         user = self._auth(request)
         body: Any = None
-        if request.can_read_body:
+        if request.can_read_body and request.content_type != "multipart/form-data":
             try:
                 body = await request.json()
             except ValueError:
@@ -446,8 +449,39 @@ class FakeMattermostServer:
         if root_id and root_id not in self.posts:
             return _error(400, "Invalid RootId parameter.", INVALID_PARAM)
         props = dict(body.get("props") or {})
+        file_ids = body.get("file_ids") or []
+        if not isinstance(file_ids, list) or any(
+                f not in self.files or self.files[f]["channel_id"] != channel.id for f in file_ids):
+            return _error(400, "Invalid file_ids parameter.", INVALID_PARAM)
         post = self._add_post(me, channel, body["message"], root_id, props)
+        if file_ids:
+            post["file_ids"] = list(file_ids)
+            post["metadata"] = {**post["metadata"], "files": [
+                {k: v for k, v in self.files[f].items() if k != "data"} for f in file_ids]}
         return _json(post, 201)
+
+    async def _upload_files(self, request: web.Request) -> web.Response:
+        """`POST /api/v4/files`: multipart with `channel_id` and one or more `files` parts."""
+        me = self._me(request)
+        form = await request.post()
+        channel = self.channels.get(str(form.get("channel_id", "")))
+        if channel is None:
+            return _error(400, "Invalid channel_id parameter.", INVALID_PARAM)
+        infos = []
+        for part in form.getall("files", []):
+            if not isinstance(part, web.FileField):
+                return _error(400, "Invalid files parameter.", INVALID_PARAM)
+            data = part.file.read()
+            info = {"id": new_id(), "name": part.filename, "channel_id": channel.id,
+                    "user_id": me.id, "size": len(data), "create_at": now_ms(),
+                    "mime_type": part.content_type,
+                    "extension": part.filename.rpartition(".")[2] if "." in part.filename else ""}
+            self.files[info["id"]] = {**info, "data": data}
+            infos.append(info)
+        if not infos:
+            return _error(400, "Unable to upload file(s): no file was sent.", INVALID_PARAM)
+        self._notify()
+        return _json({"file_infos": infos, "client_ids": []}, 201)
 
     async def _patch_post(self, request: web.Request) -> web.Response:
         me = self._me(request)
