@@ -145,13 +145,13 @@ class ModelManager:
             return process.base_url
         async with self._switch_lock:
             await self._make_room(profile)
+            process.start_soon()  # claims the GPU before the lock lets a warm-up count models
         return await process.ensure_ready()
 
     async def _make_room(self, profile: ModelProfile) -> None:
         """Stop the least recently used other models so that `profile` fits the GPU."""
         others = [
-            p for pid, p in self.processes.items()
-            if pid != profile.id and p.state is not ModelState.STOPPED
+            p for pid, p in self.processes.items() if pid != profile.id and p.occupies_gpu
         ]
         excess = len(others) + 1 - self.config.max_loaded_models
         if excess <= 0:
@@ -218,10 +218,14 @@ class ModelManager:
                 continue
             if only_unfailed and process.last_error is not None:
                 continue
-            loaded = sum(p.state is not ModelState.STOPPED for p in self.processes.values())
-            if loaded >= self.config.max_loaded_models:
-                break
-            log.info("keeping model %s warm: starting it", pid)
+            async with self._switch_lock:  # a request's switch must not interleave with this
+                if process.occupies_gpu:
+                    continue
+                loaded = sum(p.occupies_gpu for p in self.processes.values())
+                if loaded >= self.config.max_loaded_models:
+                    break
+                log.info("keeping model %s warm: starting it", pid)
+                process.start_soon()
             try:
                 await process.ensure_ready()
             except ModelStartFailed as exc:

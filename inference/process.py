@@ -139,6 +139,15 @@ class ModelProcess:
         """Whether idle means sleep for this model (configured, and not known to be missing)."""
         return self.profile.idle_action == "sleep" and self.sleep_supported is not False
 
+    @property
+    def occupies_gpu(self) -> bool:
+        """Whether the model holds (or is about to hold) the GPU: any state but stopped, or a
+        start already scheduled."""
+        return self.state is not ModelState.STOPPED or self._start_pending()
+
+    def _start_pending(self) -> bool:
+        return self._start_task is not None and not self._start_task.done()
+
     def starting_seconds(self) -> float | None:
         """Seconds since the start (cold or wake) in progress began, or None."""
         if self.state is not ModelState.STARTING or self._start_mono is None:
@@ -198,14 +207,9 @@ class ModelProcess:
         the caller leaves the shared start running for the other waiters.
         """
         while True:
-            if self.state is ModelState.READY and self._start_task is None:
+            if self.state is ModelState.READY and not self._start_pending():
                 return self.base_url
-            task = self._start_task
-            # A task cancelled before it ran never reset the slot: treat it as gone.
-            if task is None or task.done():
-                task = self._start_task = asyncio.create_task(
-                    self._bring_up(), name=f"start-{self.profile.id}"
-                )
+            task = self.start_soon()
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
@@ -215,6 +219,20 @@ class ModelProcess:
                     ) from None
                 raise
             # Loop: the start succeeded (READY on the next pass) or a stop raced it.
+
+    def start_soon(self) -> asyncio.Task[None]:
+        """Schedule the start (or wake) without waiting, or return the one already scheduled.
+
+        Never blocks; `ensure_ready()` joins it. Used so a caller can claim the GPU for this
+        model inside its own lock and wait outside it.
+        """
+        task = self._start_task
+        # A task cancelled before it ran never reset the slot: treat it as gone.
+        if task is None or task.done():
+            task = self._start_task = asyncio.create_task(
+                self._bring_up(), name=f"start-{self.profile.id}"
+            )
+        return task
 
     async def _bring_up(self) -> None:
         try:
@@ -344,7 +362,7 @@ class ModelProcess:
         note) so the caller stops it instead. The state is `sleeping` from the first moment,
         so a request arriving meanwhile waits for the sleep and then wakes the model.
         """
-        if self.state is not ModelState.READY or self._start_task is not None:
+        if self.state is not ModelState.READY or self._start_pending():
             return False
         if self._lock.locked():
             return False

@@ -9,13 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from inference.cli import main
 from tests.conftest import free_port as _free_port
-from tests.inference.inference_helpers import fake_command
+from tests.inference.inference_helpers import fake_command, stand_in_model
 
 AGENT = Path(sys.executable).parent / "local-ai-inference"
 
@@ -109,3 +110,48 @@ def test_no_orphans_after_the_agent_exits(tmp_path: Path, agent_signal: signal.S
             agent.wait()
         if "child_pid" in locals() and _alive(child_pid):
             os.kill(child_pid, signal.SIGKILL)
+
+
+def test_served_agent_drops_a_request_whose_client_left_during_the_start(tmp_path: Path) -> None:
+    """The real `serve` command (handler cancellation on): a client that gives up while the
+    model starts stops counting at once, and its request never reaches the engine."""
+    command = ", ".join(f'"{part}"' for part in stand_in_model("m", "--startup-delay", "3")
+                        ["command"])
+    config = tmp_path / "models.toml"
+    config.write_text(f'[[models]]\nid = "m"\nmodel = "org/m"\ncommand = [{command}]\n')
+    port = _free_port()
+    env = {**os.environ, "INFERENCE_CONFIG": str(config), "INFERENCE_PORT": str(port),
+           "INFERENCE_STATE_DIR": str(tmp_path / "state"), "STOP_GRACE": "2",
+           "STREAM_KEEPALIVE": "0.5"}
+    agent = subprocess.Popen([str(AGENT), "serve"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def status() -> Any:
+        return httpx.get(url + "/status", timeout=2).json()
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        _wait(up, 20)
+        body = {"model": "m", "messages": [{"role": "user", "content": "abandoned"}]}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/chat/completions", json=body, timeout=1.0)
+        _wait(lambda: status()["active_requests"] == 0, 2)
+        assert status()["models"][0]["state"] == "starting"
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=4.0,
+                          json={**body, "stream": True,
+                                "messages": [{"role": "user", "content": "kept"}]}) as resp:
+            assert resp.headers["X-Model-State"] == "starting"
+            lines = [line for line in resp.iter_lines() if line]
+        assert lines[0].startswith(": model m starting (")
+        assert lines[-1] == "data: [DONE]"
+        log = (tmp_path / "state" / "logs" / "m.log").read_text()
+        assert "received /v1/chat/completions kept" in log and "abandoned" not in log
+    finally:
+        agent.terminate()
+        agent.wait(timeout=20)

@@ -23,6 +23,7 @@ def test_settings_defaults() -> None:
     assert settings.idle_shutdown_minutes == 10
     assert settings.idle_shutdown_seconds == 600
     assert settings.config == "rtx3070-8gb"
+    assert settings.stream_keepalive == 5.0
 
 
 def test_settings_read_every_variable(tmp_path: Path) -> None:
@@ -30,7 +31,9 @@ def test_settings_read_every_variable(tmp_path: Path) -> None:
         "INFERENCE_HOST": "0.0.0.0", "INFERENCE_PORT": "9001", "INFERENCE_CONFIG": "x.toml",
         "IDLE_SHUTDOWN_MINUTES": "2.5", "INFERENCE_STATE_DIR": str(tmp_path),
         "START_TIMEOUT": "30", "STOP_GRACE": "3", "LOG_LEVEL": "debug",
+        "STREAM_KEEPALIVE": "2.5",
     })
+    assert settings.stream_keepalive == 2.5
     assert settings.port == 9001 and settings.host == "0.0.0.0"
     assert settings.idle_shutdown_seconds == 150
     assert settings.state_dir == tmp_path
@@ -41,6 +44,7 @@ def test_settings_read_every_variable(tmp_path: Path) -> None:
     ("INFERENCE_PORT", "eighty"), ("INFERENCE_PORT", "70000"),
     ("IDLE_SHUTDOWN_MINUTES", "-1"), ("IDLE_SHUTDOWN_MINUTES", "soon"),
     ("START_TIMEOUT", "0"), ("STOP_GRACE", "x"), ("LOG_LEVEL", "LOUD"),
+    ("STREAM_KEEPALIVE", "0"), ("STREAM_KEEPALIVE", "often"),
 ])
 def test_bad_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
@@ -76,6 +80,12 @@ def test_standard_flags_can_be_turned_off() -> None:
 def test_default_command_is_vllm_serve() -> None:
     profile = parse_config({"models": [_model()]}).models[0]
     assert profile.argv(8101)[:3] == ["vllm", "serve", "org/m"]
+    assert (profile.keep_warm, profile.idle_action) == (False, "stop")
+
+
+def test_keep_warm_and_idle_action_are_read() -> None:
+    profile = parse_config({"models": [_model(keep_warm=True, idle_action="sleep")]}).models[0]
+    assert (profile.keep_warm, profile.idle_action) == (True, "sleep")
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -90,6 +100,8 @@ def test_default_command_is_vllm_serve() -> None:
     ({"models": [_model()], "host": {"default_model": "zz"}}, "host.default_model"),
     ({"models": [_model()], "host": {"max_loaded_models": 0}}, "max_loaded_models"),
     ({"models": [_model()], "host": {"gpus": 2}}, "host.gpus"),
+    ({"models": [_model(keep_warm="yes")]}, "keep_warm must be bool"),
+    ({"models": [_model(idle_action="hibernate")]}, "idle_action must be \"stop\" or \"sleep\""),
 ])
 def test_config_errors_name_the_key(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
