@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from router.settings import ConfigError, Settings
@@ -82,6 +83,14 @@ async def _serve(app: web.Application, host: str, port: int, grace: float) -> No
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hangup() -> None:
+        task = asyncio.ensure_future(_reload(app))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace)
     await runner.setup()
     try:
@@ -89,6 +98,18 @@ async def _serve(app: web.Application, host: str, port: int, grace: float) -> No
         await stopping.wait()
     finally:
         await runner.cleanup()
+
+
+async def _reload(app: web.Application) -> None:
+    """SIGHUP: re-read the home-lab file; a bad one is logged and changes nothing."""
+    from router.http.api import SERVICE
+
+    try:
+        result = await app[SERVICE].reload()
+    except ConfigError as exc:
+        log.error("SIGHUP: configuration not reloaded, nothing changed: %s", exc)
+    else:
+        log.info("SIGHUP: %s", result.summary())
 
 
 async def _freeze_startup_objects(_app: object) -> None:
@@ -117,28 +138,25 @@ def cmd_status(_args: argparse.Namespace) -> int:
             health += " [yellow](gated)[/yellow]"
         models = ", ".join(f"{m['id']}" + (f" ({m['max_model_len']})" if m.get("max_model_len") else "")
                            for m in b["models"])
-        table.add_row(b["name"], b["url"], health, models or "-",
+        name = b["name"] if b.get("label", b["name"]) == b["name"] else f"{b['name']} ({b['label']})"
+        table.add_row(name, b["url"], health, models or "-",
                       str(b["latency_ms"] or "-"), b["last_error"] or "")
     console.print(table)
     return 0
 
 
 def cmd_decisions(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-    from sqlmodel import Session
-
-    from router.store import db
-    from router.store.models import Decision
+    from router.store import db, queries
 
     settings = Settings.from_env()
     engine = db.make_engine(settings.database_url)
-    with Session(engine) as session:
-        rows = session.exec(select(Decision).order_by(Decision.id.desc()).limit(args.last)).all()  # type: ignore[union-attr,call-overload]
+    rows = queries.recent_decisions(engine, args.last)
+    engine.dispose()
     table = Table(title=f"Last {len(rows)} routing decisions")
     for column in ("time", "request", "source", "client", "model", "backend", "reason", "tokens",
                    "status", "fb", "ms", "error"):
         table.add_column(column, no_wrap=column not in ("error", "client"))
-    for (row,) in reversed(rows):
+    for row in rows:
         created: datetime = row.created_at
         table.add_row(created.strftime("%m-%d %H:%M:%S"), row.request_id[:8], row.source,
                       row.client or "", row.requested_model or "auto", row.backend or "-",
@@ -172,7 +190,10 @@ def cmd_gaming(args: argparse.Namespace) -> int:
         if args.state == "status":
             response = client.get("/admin/gaming-mode")
         else:
-            response = client.post("/admin/gaming-mode", json={"enabled": args.state == "on"},
+            body: dict[str, Any] = {"enabled": args.state == "on"}
+            if args.backend:
+                body["backend"] = args.backend
+            response = client.post("/admin/gaming-mode", json=body,
                                    headers={"X-Actor": f"cli:{os.environ.get('USER', 'unknown')}"})
     data = response.json()
     if response.status_code != 200:
@@ -181,6 +202,29 @@ def cmd_gaming(args: argparse.Namespace) -> int:
     if "message" in data:
         console.print(data["message"])
     console.print(f"Gaming mode: [bold]{'ON' if data['enabled'] else 'OFF'}[/bold]")
+    per_backend = data.get("backends") or {}
+    if len(per_backend) > 1:
+        for name, enabled in per_backend.items():
+            console.print(f"  {name}: {'ON' if enabled else 'OFF'}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """`config check [FILE]`: validate the home-lab file and show what the router would use."""
+    from router.config_view import check
+
+    environ = dict(os.environ)
+    path = args.file or environ.get("ROUTER_CONFIG")
+    if path:
+        environ["ROUTER_CONFIG"] = path
+    try:
+        tables = check(environ)
+    except ConfigError as exc:
+        console.print(f"[red]invalid configuration:[/red] {escape(str(exc))}", highlight=False)
+        return 1
+    for table in tables:
+        console.print(table)
+    console.print(f"[green]{path or 'the environment'}: OK[/green]", highlight=False)
     return 0
 
 
@@ -211,7 +255,12 @@ def parser() -> argparse.ArgumentParser:
     route.set_defaults(func=cmd_route)
     gaming = sub.add_parser("gaming", help="gaming mode on|off|status")
     gaming.add_argument("state", choices=["on", "off", "status"])
+    gaming.add_argument("backend", nargs="?", help="one gaming backend (default: all of them)")
     gaming.set_defaults(func=cmd_gaming)
+    config = sub.add_parser("config", help="check the home-lab file (ROUTER_CONFIG)")
+    config.add_argument("action", choices=["check"])
+    config.add_argument("file", nargs="?", help="the TOML file (default: $ROUTER_CONFIG)")
+    config.set_defaults(func=cmd_config)
     dbp = sub.add_parser("db", help="database maintenance")
     dbp.add_argument("action", choices=["upgrade"])
     dbp.set_defaults(func=cmd_db)
@@ -223,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ConfigError, ValueError) as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
+        console.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         return 2
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach the router at {_router_url()}:[/red] {exc}")

@@ -158,6 +158,7 @@ class Settings:
     healthy_after: int = 1
     shutdown_grace: float = 30.0
     rate_limit_rpm: int = 0  # per API key, 0 = unlimited
+    rejected_rows_per_second: float = 50.0  # decision rows kept for requests refused before routing
     mattermost_url: str | None = None
     mattermost_token: str | None = None
     mattermost_team: str | None = None
@@ -342,6 +343,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "HEALTHY_AFTER": ("healthy_after", lambda n, v: _int(n, v, 1)),
     "SHUTDOWN_GRACE": ("shutdown_grace", _float),
     "ROUTER_RATE_LIMIT_RPM": ("rate_limit_rpm", _int),
+    "REJECTED_ROWS_PER_SECOND": ("rejected_rows_per_second", lambda n, v: _float(n, v, 0.01)),
     "MATTERMOST_URL": ("mattermost_url", _opt_url),
     "MATTERMOST_TOKEN": ("mattermost_token", _opt_str),
     "MATTERMOST_TEAM": ("mattermost_team", _opt_str),

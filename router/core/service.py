@@ -156,7 +156,7 @@ class RouterService:
         self.metrics = metrics or Metrics()
         self.generation = Generation.of(topology, settings)
         self._children: dict[tuple[object, ...], Any] = {}
-        self._rejected = _RowBudget(REJECTED_ROWS_PER_SECOND)
+        self._rejected = _RowBudget(settings.rejected_rows_per_second)
         self._reload_lock = asyncio.Lock()
 
     @property
@@ -450,7 +450,7 @@ class RouterService:
                status: int, error: str, model: str | None = None) -> None:
         """Log a request refused before routing (bad body, auth, size, per-key limit).
 
-        Every one is counted in `/metrics`; rows are kept up to REJECTED_ROWS_PER_SECOND, so a
+        Every one is counted in `/metrics`; rows are kept up to `rejected_rows_per_second`, so a
         flood of junk cannot grow the queue or slow the loop (the rest are counted as unlogged).
         """
         self._child(self.metrics.rejected, str(status)).inc()
@@ -544,7 +544,6 @@ class ReloadResult:
         return text + "."
 
 
-REJECTED_ROWS_PER_SECOND = 50
 INVALID_ANSWER = "invalid_answer"  # UpstreamError.code: a body that is not an OpenAI answer
 
 

@@ -33,7 +33,7 @@ from router.errors import (
 )
 from router.logs import request_id_var
 from router.core.service import PassThrough, Routed, RouterService
-from router.settings import Settings
+from router.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +166,14 @@ class Api:
         service = request.app[SERVICE]
         endpoint = request.path
         request_id = request_id_var.get()
+        client: str | None = None
         try:
             client = _client_name(request, self.settings.api_keys)
             self.limiter.check(client or request.remote or "anonymous")
             body = await self._read_body(request, endpoint)
         except RouterError as exc:
-            service.metrics.rejected.labels(str(exc.status)).inc()
+            service.reject(request_id=request_id, source="api", client=client, endpoint=endpoint,
+                           status=exc.status, error=exc.message)
             return _error_response(exc, request_id)
         row = service.new_row(request_id=request_id, source="api", client=client,
                               endpoint=endpoint, body=body)
@@ -182,8 +184,7 @@ class Api:
             if row.get("backend"):
                 response.headers["X-Routed-Backend"] = row["backend"]
             return response
-        headers = {"X-Request-ID": request_id, "X-Routed-Backend": routed.backend,
-                   "X-Routed-Model": routed.model, "X-Route-Reason": routed.reason}
+        headers = routed_headers(request_id, routed)
         if not body.get("stream"):
             return await self._whole(routed, headers)
         return await self._stream(request, routed, headers)
@@ -243,9 +244,10 @@ class Api:
         service = request.app[SERVICE]
         request_id = request_id_var.get()
         try:
-            _client_name(request, self.settings.api_keys)
+            client = _client_name(request, self.settings.api_keys)
             body = await self._read_body(request, "/v1/chat/completions")
-            planned = await service.plan("/v1/chat/completions", body, request.headers)
+            planned = await service.plan("/v1/chat/completions", body, request.headers,
+                                         client=client)
         except RouterError as exc:
             return _error_response(exc, request_id)
         return json_response(planned.as_json(service.model_for(planned)),
@@ -260,11 +262,11 @@ class Api:
             return _error_response(exc, request_id)
         created = int(time.time())
         data = [{"id": "auto", "object": "model", "created": created, "owned_by": "local-ai-router"}]
-        for alias, target in sorted(self.settings.model_aliases.items()):
+        for alias, target in sorted(service.topology.aliases.items()):
             data.append({"id": alias, "object": "model", "created": created,
                          "owned_by": f"local-ai-router:{target.partition(':')[0]}"})
         for name, state in service.registry.states.items():
-            for model in state.models:
+            for model in state.served:
                 entry: dict[str, Any] = {"id": model.id, "object": "model", "created": created,
                                          "owned_by": name}
                 if model.max_model_len:
@@ -303,19 +305,43 @@ class Api:
         try:
             self._admin(request)
             if request.method == "GET":
-                return json_response({"enabled": service.gaming.enabled})
+                return json_response({"enabled": service.gaming.enabled,
+                                      "backends": service.gaming.states})
             try:
                 payload = orjson.loads(await request.read())
             except orjson.JSONDecodeError:
                 raise BadRequest("Body must be JSON like {\"enabled\": true}.") from None
             if not isinstance(payload, dict) or not isinstance(payload.get("enabled"), bool):
                 raise BadRequest("Body must be JSON like {\"enabled\": true}.", param="enabled")
+            backend = payload.get("backend")
+            gaming = service.gaming.states
+            if backend is not None and backend not in gaming:
+                raise BadRequest(f"'backend' must be a gaming backend ({', '.join(gaming) or 'none is configured'}), "
+                                 f"got {backend!r}.", param="backend")
             actor = request.headers.get("X-Actor", "admin-api")[:100]
-            change = await service.gaming.set(payload["enabled"], actor, "admin")
+            change = await service.gaming.set(payload["enabled"], actor, "admin", backend)
         except RouterError as exc:
             return _error_response(exc)
         return json_response({"enabled": change.enabled, "applied": change.applied,
-                              "message": change.message})
+                              "message": change.message, "backends": service.gaming.states})
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """POST /admin/reload: re-read the home-lab file; an invalid one changes nothing."""
+        service = request.app[SERVICE]
+        try:
+            self._admin(request)
+            try:
+                result = await service.reload()
+            except ConfigError as exc:
+                raise BadRequest(f"The configuration was not reloaded: {exc}",
+                                 code="invalid_config") from None
+        except RouterError as exc:
+            return _error_response(exc)
+        return json_response({"reloaded": True, "config": result.origin,
+                              "backends": list(result.backends), "changed": list(result.changed),
+                              "removed": list(result.removed),
+                              "restart_needed": list(result.restart_needed),
+                              "message": result.summary()})
 
 
 @web.middleware
@@ -361,4 +387,14 @@ def add_routes(app: web.Application, settings: Settings) -> Api:
     app.router.add_get("/openapi.json", api.openapi)
     app.router.add_route("GET", "/admin/gaming-mode", api.gaming_mode)
     app.router.add_route("POST", "/admin/gaming-mode", api.gaming_mode)
+    app.router.add_post("/admin/reload", api.reload)
     return api
+
+
+def routed_headers(request_id: str, routed: Routed) -> dict[str, str]:
+    """The headers of every routed answer, whichever wire API carries it."""
+    headers = {"X-Request-ID": request_id, "X-Routed-Backend": routed.backend,
+               "X-Routed-Model": routed.model, "X-Route-Reason": routed.reason}
+    if routed.clamped is not None:
+        headers["X-Max-Tokens-Clamped"] = str(routed.clamped)
+    return headers

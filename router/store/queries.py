@@ -11,7 +11,16 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from router.store.models import GamingModeChange, Setting
+from router.store.models import Decision, GamingModeChange, Setting
+
+
+def recent_decisions(engine: Engine, last: int) -> list[Decision]:
+    """The last `last` decision rows, oldest first."""
+    with Session(engine) as session:
+        rows = session.execute(select(Decision).order_by(Decision.id.desc())  # type: ignore[union-attr]
+                               .limit(last)).scalars().all()
+        session.expunge_all()
+    return list(reversed(rows))
 
 
 def last_gaming_states(engine: Engine) -> dict[str | None, bool]:

@@ -104,7 +104,9 @@ async def test_no_secret_in_logs_status_metrics_errors_or_decision_log(make_rout
     seen = await _full_run(router.url, upstreams)
     rows = await decision_rows(router)
     await router.stop()
-    assert len(rows) == 11 and {r.client for r in rows} == {"alice"}
+    # 11 routed, and 3 refused before routing: two bad keys (no client) and one bad body
+    assert len(rows) == 14 and {r.client for r in rows} == {"alice", None}
+    assert sum(r.reason == "rejected" for r in rows) == 3
     _assert_clean("responses", "\n".join(seen))
     _assert_clean("decision log", "\n".join(repr(r) for r in rows))
     for record in caplog.records:

@@ -44,8 +44,9 @@ async def test_bad_bodies(make_router, upstreams, body, status, words, param):
     rows = await decision_rows(router)
     if status == 404:  # routed (the model was looked up): the decision is logged
         assert rows[0].status_code == 404 and rows[0].requested_model == "nope"
-    else:
-        assert rows == []
+    else:  # refused before routing: logged too, so stats show broken clients
+        assert [(r.reason, r.status_code, r.backend) for r in rows] == [("rejected", 400, None)]
+        assert words[0] in rows[0].error
     assert all(fake.requests == [] for fake in upstreams.values())
 
 
@@ -55,6 +56,25 @@ async def test_oversized_body_is_413(make_router, upstreams):
     status, payload, _ = await post(router, body)
     assert status == 413
     assert_openai_error(payload, "limit is 4096 bytes")
+    [row] = await decision_rows(router)
+    assert (row.reason, row.status_code) == ("rejected", 413)
+
+
+async def test_a_flood_of_rejected_requests_is_counted_but_rows_are_capped(make_router, upstreams):
+    """Every rejection is counted; rows are kept up to a rate, so junk cannot fill the queue."""
+    router = await make_router(backend_env(upstreams), api_keys={"k": "alice"},
+                               rejected_rows_per_second=2)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            async with http.post(router.url + "/v1/chat/completions", data=b"{}") as response:
+                assert response.status == 401
+    rows = await decision_rows(router)
+    assert 0 < len(rows) < 300
+    assert {(r.reason, r.status_code) for r in rows} == {("rejected", 401)}
+    metrics = router.service.metrics.render().decode()
+    assert 'router_rejected_total{status="401"} 300.0' in metrics
+    unlogged = float(metrics.split("\nrouter_rejected_unlogged_total ")[1].split()[0])
+    assert unlogged == 300 - len(rows)
 
 
 async def test_oversized_chunked_body_is_413(make_router, upstreams):
@@ -101,7 +121,8 @@ async def test_api_keys(make_router, upstreams, auth, status, words):
     if status == 401:
         assert_openai_error(payload, *words)
         assert payload["error"]["type"] == "authentication_error"
-        assert await decision_rows(router) == []
+        [row] = await decision_rows(router)
+        assert (row.reason, row.status_code, row.client) == ("rejected", 401, None)
     else:
         [row] = await decision_rows(router)
         assert row.client == "alice"

@@ -35,7 +35,7 @@ async def test_admin_gaming_mode_flips_the_pc_and_routing(make_router, upstreams
     assert status_json["gaming_mode"] is True
     assert {b["name"]: b["gated"] for b in status_json["backends"]} == {"3070": False, "3090": True, "opencode": False}
     status, data = await call(router, "GET", "/admin/gaming-mode", headers=ADMIN)
-    assert data == {"enabled": True}
+    assert data == {"enabled": True, "backends": {"3090": True}}
     rows = await decision_rows(router)
     assert [r.gaming_mode for r in rows] == [True, True]
     assert [r.force_big for r in rows] == [False, True]
