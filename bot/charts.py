@@ -8,6 +8,7 @@ drawing together, for one worker-thread hop.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from io import BytesIO
@@ -66,7 +67,7 @@ def _panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str
     for colour, values, dashed in lines:
         points = [(x0 + (x1 - x0) * i / n, y1 - (y1 - y0) * v / top)
                   for i, v in enumerate(values) if v is not None]
-        for a, b in zip(points, points[1:]):
+        for a, b in itertools.pairwise(points):
             if dashed:
                 _dash(draw, a, b, colour)
             else:

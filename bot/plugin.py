@@ -365,7 +365,7 @@ class BotPlugin:
                                         self.service.engine,  # type: ignore[attr-defined]
                                         reports.since("24h"))
         text = reports.daily_report(self.service.status(), stats)
-        chart = await chart_png(self.service.engine, "24h")  # type: ignore[attr-defined]
+        chart = await chart_png(self.service.engine, "24h")
         if chart is not None and await self._post_ops_chart(text, chart):
             return
         await self.post_ops(text)

@@ -22,7 +22,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ AGENT_TTL = 5.0  # seconds an agent's /status is reused
 AGENT_NEGATIVE_TTL = 60.0  # seconds a backend that is not an agent is not asked again
 FEED_INTERVAL = 0.25  # at most this many writes per second per dashboard, rows batched between
 KEEPALIVE = 15.0
+GONE_CHECK = 1.0  # seconds between checks that an idle dashboard is still connected
 CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; "
        "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
 _CLOSE: dict[str, Any] = {"_event": "close"}
@@ -59,7 +60,7 @@ class BackendNotFound(RouterError):
 
 def _engine(service: RouterService) -> Engine:
     """The one place the dashboard reaches for the database engine."""
-    return service.engine  # type: ignore[attr-defined, no-any-return]
+    return service.engine
 
 
 def _check_key(request: web.Request, service: RouterService) -> None:
@@ -124,11 +125,16 @@ class AgentProbe:
         if task is None:
             task = asyncio.create_task(self._fetch(agent_url(state)), name=f"ui-agent-{state.name}")
             self._inflight[state.name] = task
-            task.add_done_callback(lambda _t, n=state.name: self._inflight.pop(n, None))
+            task.add_done_callback(self._finished(state.name))
         result = await asyncio.shield(task)
         ttl = AGENT_TTL if result is not None or kind == "agent" else AGENT_NEGATIVE_TTL
         self._cache[state.name] = (time.monotonic() + ttl, result)
         return result
+
+    def _finished(self, name: str) -> Callable[[asyncio.Task[dict[str, Any] | None]], None]:
+        def done(_task: asyncio.Task[dict[str, Any] | None]) -> None:
+            self._inflight.pop(name, None)
+        return done
 
     async def _fetch(self, base: str) -> dict[str, Any] | None:
         try:
@@ -285,12 +291,21 @@ async def events(request: web.Request) -> web.StreamResponse:
     dashboard.clients.add(queue)
     try:
         await response.write(b"event: hello\ndata: {}\n\n")
+        quiet = 0.0
         while not dashboard.closing:
             try:
-                first = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                first = await asyncio.wait_for(queue.get(), GONE_CHECK)
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                # aiohttp does not cancel a handler whose client left: look, so that a closed
+                # tab stops receiving rows within seconds, not at the next keep-alive.
+                if request.transport is None or request.transport.is_closing():
+                    break
+                quiet += GONE_CHECK
+                if quiet >= KEEPALIVE:
+                    quiet = 0.0
+                    await response.write(b": keepalive\n\n")
                 continue
+            quiet = 0.0
             items = [first]
             while not queue.empty():
                 items.append(queue.get_nowait())
@@ -307,7 +322,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 def _frame(item: dict[str, Any]) -> bytes:
-    kind = item.get("_event", "decision")
+    kind = str(item.get("_event", "decision"))
     data = row_json(item) if kind == "decision" else {k: v for k, v in item.items() if k != "_event"}
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 

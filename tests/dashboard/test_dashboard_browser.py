@@ -33,7 +33,7 @@ async def test_page_loads_from_the_router_only_and_shows_backends(
     await expect(page.locator("#chart-requests")).to_contain_text("No requests")
     assert watched.requests, "the page made no request at all"
     outside = [u for u in watched.requests
-               if not (u.startswith(router.url + "/") or u.startswith("data:"))]
+               if not u.startswith((router.url + "/", "data:"))]
     assert outside == [], f"requests left the router: {outside}"
     assert any(u.endswith("/ui/static/vendor/uplot/uPlot.iife.min.js") for u in watched.requests)
     assert watched.errors == []
