@@ -112,7 +112,7 @@ async def test_no_secret_in_logs_status_metrics_errors_or_decision_log(make_rout
     for record in caplog.records:
         _assert_clean(f"log record {record.name}", record.getMessage() + (record.exc_text or ""))
     _assert_clean("captured log text", caplog.text)
-    status = next(s for s in seen if '"backends"' in s)
+    status = next(s for s in seen if '"decision_log"' in s)  # GET /status
     assert "http://***@127.0.0.1:" in status  # the 3090's URL, redacted
     _assert_client_key_never_forwarded(upstreams)
 
