@@ -16,6 +16,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.opencode_env import OFFLINE_ENV as OPENCODE_OFFLINE_ENV
 from tests.e2e.opencode_env import OPENCODE_VERSION
@@ -42,8 +43,16 @@ class AgentRun:
     output: str
     workdir: Path
 
+    stdout: str = ""
+
     def describe(self) -> str:
         return f"{self.name} exited {self.returncode}; output tail:\n{self.output[-4000:]}"
+
+    def json_result(self) -> dict[str, Any]:
+        """The JSON object a client printed on stdout (Claude Code's `--output-format json`)."""
+        value = json.loads(self.stdout)
+        assert isinstance(value, dict), self.describe()
+        return value
 
 
 def _base_env(home: Path, proxy_env: dict[str, str]) -> dict[str, str]:
@@ -61,7 +70,7 @@ def _run(name: str, cmd: list[str], env: dict[str, str], workdir: Path,
         proc = subprocess.run(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout, check=False)
         return AgentRun(name, proc.returncode, proc.stdout + "\n--- stderr ---\n" + proc.stderr,
-                        workdir)
+                        workdir, proc.stdout)
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) \
             else (exc.stdout or "")
@@ -85,6 +94,7 @@ def claude_code(binary: Path, router_url: str, root: Path, prompt: str, model: s
         "ANTHROPIC_DEFAULT_HAIKU_MODEL": small_model,
         "ANTHROPIC_SMALL_FAST_MODEL": small_model,
         "IS_SANDBOX": "1",  # root may skip permissions inside a sandbox
+        "CLAUDE_CODE_MAX_RETRIES": "1",  # a broken router fails the test fast, not after minutes
     })
     cmd = [str(binary), "-p", prompt, "--dangerously-skip-permissions", "--model", model,
            "--output-format", "json", "--max-turns", "4"]

@@ -9,15 +9,18 @@ the servers live on their own loop in a daemon thread and outlive every test of 
   asked for. Clients get it as HTTP(S)_PROXY / ALL_PROXY with NO_PROXY=127.0.0.1,localhost, so
   any attempt to reach the internet (telemetry, update checks, price lists) is seen and fails
   fast instead of hanging; the tests assert it saw nothing.
-- ``start_router(loop, env, root)``: the router's aiohttp app (tests/conftest.py's make_router,
-  but on the background loop and for a whole module), on a free loopback port.
+- ``start_router(env, root)``: the router's aiohttp app (tests/conftest.py's make_router, but
+  on the background loop and for a whole module), on a free loopback port.
+- ``Stack``: all of it for one module, with the checks the tests share (`tool_round_trip`,
+  `assert_routed`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +31,8 @@ from router.http.api import SERVICE
 from router.http.app import create_app
 from router.core.service import RouterService
 from router.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import decision_rows, free_port
+from tests.fakes.scripted_model import Reply, ScriptedModel
 
 T = TypeVar("T")
 
@@ -118,3 +122,59 @@ async def start_router(env: dict[str, str], root: Path) -> RunningRouter:
     router = RunningRouter(f"http://127.0.0.1:{port}", app, runner)
     await router.service.registry.check_all()
     return router
+
+
+@dataclass
+class Stack:
+    """One module's servers: the scripted model (Chat or Messages), the router, the sentinel."""
+
+    loop: Loop
+    model: ScriptedModel
+    router: RunningRouter
+    sentinel: EgressSentinel
+
+    @classmethod
+    def start(cls, model: ScriptedModel, env: Callable[[ScriptedModel], dict[str, str]],
+              root: Path) -> Stack:
+        """Start `model`, the sentinel and a router configured by `env(model)` (model started)."""
+        loop = Loop()
+        started = loop.call(model.start())
+        sentinel = loop.call(EgressSentinel().start())
+        router = loop.call(start_router(env(started), root))
+        return cls(loop, started, router, sentinel)
+
+    def stop(self) -> None:
+        self.loop.call(self.router.runner.cleanup())
+        self.loop.call(self.model.stop())
+        self.loop.call(self.sentinel.stop())
+        self.loop.close()
+
+    def exchanges(self, marker: str) -> list[tuple[dict[str, Any], Reply]]:
+        """(request, reply) pairs the scripted model handled whose request mentions `marker`."""
+        async def snapshot() -> list[tuple[dict[str, Any], Reply]]:
+            return list(zip(self.model.requests, self.model.replies))
+        return [(req, rep) for req, rep in self.loop.call(snapshot())
+                if marker in json.dumps(req["messages"])]
+
+    def rows(self) -> list[Any]:
+        return self.loop.call(decision_rows(self.router))  # type: ignore[arg-type]
+
+    def tool_round_trip(self, marker: str) -> tuple[Reply, dict[str, Any]]:
+        """The one scripted tool call for the task with `marker`, and the tool result the model
+        got back for it (asserting both exist and that a final answer followed)."""
+        exchanges = self.exchanges(marker)
+        calls = [rep for _req, rep in exchanges if rep.kind == "tool_call"]
+        assert len(calls) == 1, f"expected one scripted tool call, got {[r.kind for _q, r in exchanges]}"
+        call = calls[0]
+        results = [m for req, _rep in exchanges for m in req["messages"]
+                   if m.get("role") == "tool" and m.get("tool_call_id") == call.call_id]
+        assert results, f"the model never saw the result of {call.tool_name} ({call.call_id})"
+        assert any(rep.kind == "final" for _req, rep in exchanges), "no final answer was scripted"
+        return call, results[-1]
+
+    def assert_routed(self, endpoint: str, model: str, backend: str) -> None:
+        """Every decision row for `endpoint` and requested `model` went to `backend` with a 200."""
+        rows = [r for r in self.rows() if r.endpoint == endpoint and r.requested_model == model]
+        assert rows, f"no decision row for {endpoint} with model {model}"
+        assert all(r.backend == backend and r.status_code == 200 for r in rows), \
+            [(r.backend, r.status_code, r.error) for r in rows]

@@ -80,15 +80,22 @@ class ScriptedModel:
 
     async def start(self, port: int = 0) -> ScriptedModel:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/v1/chat/completions", self._chat)
+        self._add_routes(app)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
+
+    def _add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+
+    def _next_call_id(self, prefix: str = "call_") -> str:
+        self._calls += 1
+        return f"{prefix}{self._calls}"
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -110,8 +117,7 @@ class ScriptedModel:
                                                  "type": "invalid_request_error",
                                                  "param": "messages", "code": None}}, status=400)
         self.requests.append(body)
-        self._calls += 1
-        reply = plan_reply(body, f"call_{self._calls}")
+        reply = plan_reply(body, self._next_call_id())
         self.replies.append(reply)
         if body.get("stream"):
             return await self._stream(request, body, reply)
