@@ -15,8 +15,9 @@ import pytest
 from bot.reports import GAMING_ON
 from tests.bot.bot_helpers import start_bot
 from tests.bot.mattermost_helpers import BOT_TOKEN, World
-from tests.conftest import RouterFactory, free_port
+from tests.conftest import RouterFactory
 from tests.fakes.upstream import FakeUpstream
+from tests.helpers import eventually, free_port
 
 CLI = Path(sys.executable).with_name("local-ai-router")
 
@@ -34,15 +35,14 @@ async def test_bot_over_https_and_wss_with_private_ca(
 
 async def _until_healthy(url: str, proc: asyncio.subprocess.Process, timeout: float = 30) -> None:
     """Poll the router's liveness endpoint (a separate process has no event to wait on)."""
-    async with asyncio.timeout(timeout), httpx.AsyncClient() as client:
-        while True:
-            assert proc.returncode is None, "local-ai-router serve exited early"
-            try:
-                if (await client.get(f"{url}/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
+    async def healthy() -> bool:
+        assert proc.returncode is None, "local-ai-router serve exited early"
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"{url}/health")).status_code == 200
+        except httpx.TransportError:
+            return False
+    await eventually(healthy, timeout=timeout, interval=0.1, what="serve is healthy")
 
 
 async def _chat(url: str) -> httpx.Response:

@@ -28,6 +28,7 @@ from tests.bot.bot_helpers import start_bot
 from tests.bot.mattermost_helpers import World
 from tests.conftest import RouterFactory
 from tests.fakes.upstream import FakeUpstream
+from tests.helpers import serve_app
 
 COMMAND_WORDS = {c.name.split()[0] for c in COMMANDS}
 token = st.text(st.characters(blacklist_categories=("Z", "C")), min_size=1, max_size=12)
@@ -166,20 +167,15 @@ class FakeAgent:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
-        self.runner: web.AppRunner | None = None
         self.url = ""
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/status", self._status)
         app.router.add_post("/models/{id}/load", self._load)
         app.router.add_post("/stop-all", self._stop)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return app
 
     async def _models(self, _r: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
@@ -204,10 +200,9 @@ class FakeAgent:
 @pytest.fixture
 async def agent() -> AsyncIterator[FakeAgent]:
     fake = FakeAgent()
-    await fake.start()
-    yield fake
-    assert fake.runner is not None
-    await fake.runner.cleanup()
+    async with serve_app(fake.app()) as url:
+        fake.url = url
+        yield fake
 
 
 async def test_load_and_stop_through_the_agent_api(

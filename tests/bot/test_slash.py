@@ -16,6 +16,7 @@ from tests.bot.bot_helpers import SLASH_TOKEN, BotWorld, start_bot
 from tests.bot.mattermost_helpers import World
 from tests.conftest import RouterFactory, decision_rows
 from tests.fakes.upstream import FakeUpstream
+from tests.helpers import serve_app
 
 
 class ResponseUrl:
@@ -23,17 +24,12 @@ class ResponseUrl:
 
     def __init__(self) -> None:
         self.received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.runner: web.AppRunner | None = None
         self.url = ""
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/hooks/commands/{id}", self._hook)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return app
 
     async def _hook(self, request: web.Request) -> web.Response:
         self.received.put_nowait(await request.json())
@@ -46,10 +42,9 @@ class ResponseUrl:
 @pytest.fixture
 async def hook() -> AsyncIterator[ResponseUrl]:
     server = ResponseUrl()
-    await server.start()
-    yield server
-    assert server.runner is not None
-    await server.runner.cleanup()
+    async with serve_app(server.app()) as url:
+        server.url = url
+        yield server
 
 
 async def slash(w: BotWorld, text: str, user: str = "alice", token: str = SLASH_TOKEN,

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.conftest import free_port
 from tests.fakes.upstream import FakeUpstream
+from tests.helpers import eventually, free_port
 
 CLI = Path(sys.executable).with_name("local-ai-router")
 HELLO = [{"role": "user", "content": "hello"}]
@@ -29,6 +29,7 @@ class TrickyUpstream(FakeUpstream):
     """FakeUpstream plus what this tier needs, for streaming chat requests only:
 
     "stall_mid_stream" (send `die_after` events, then go silent with the connection open),
+    "pause_mid_stream" (send `die_after` events, then wait for `resume` and send the rest),
     "malformed_first" (the first event is not JSON), and `delay` seconds between events.
     """
 
@@ -36,11 +37,13 @@ class TrickyUpstream(FakeUpstream):
         super().__init__(*args, **kwargs)
         self.delay = 0.0
         self.sent = 0
+        self.resume = asyncio.Event()
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if not body.get("stream") or (
-                self.mode not in ("stall_mid_stream", "malformed_first") and not self.delay):
+                self.mode not in ("stall_mid_stream", "pause_mid_stream", "malformed_first")
+                and not self.delay):
             return await super()._chat(request)
         self.requests.append(body)
         self.headers.append(dict(request.headers))
@@ -52,6 +55,8 @@ class TrickyUpstream(FakeUpstream):
         for index in range(self.chunks):
             if self.mode == "stall_mid_stream" and index == self.die_after:
                 await asyncio.sleep(3600)
+            if self.mode == "pause_mid_stream" and index == self.die_after:
+                await self.resume.wait()
             chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0,
                      "model": body["model"],
                      "choices": [{"index": 0, "delta": {"content": f"tok{index} "},
@@ -102,13 +107,6 @@ def blackhole() -> Iterator[str]:
         sock.close()
 
 
-async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> None:
-    """Poll `predicate` (for state in another process or thread, which has no event to await)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(interval)
-
-
 class Served:
     """A `local-ai-router serve` subprocess; `stderr` is its whole log after `stop()`."""
 
@@ -123,18 +121,27 @@ class Served:
         return self.log_path.read_text(errors="replace")
 
     async def wait_healthy(self, timeout: float = 30) -> None:
-        async with asyncio.timeout(timeout), httpx.AsyncClient() as client:
-            while True:
-                assert self.proc.returncode is None, f"serve exited early:\n{self.log}"
-                try:
-                    if (await client.get(self.url + "/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
+        """Poll /health (a separate process has no event to wait on)."""
+        async def healthy() -> bool:
+            assert self.proc.returncode is None, f"serve exited early:\n{self.log}"
+            try:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(self.url + "/health")).status_code == 200
+            except httpx.TransportError:
+                return False
+        await eventually(healthy, timeout=timeout, interval=0.05, what="serve is healthy")
+
+    async def refusing(self) -> bool:
+        """True once `serve` no longer accepts connections (its shutdown has begun)."""
+        try:
+            async with httpx.AsyncClient() as client:
+                await client.get(self.url + "/health")
+        except httpx.ConnectError:
+            return True
+        return False
 
     def sigterm(self) -> None:
-        """Send SIGTERM once (a second one during shutdown makes aiohttp exit with status 1)."""
+        """Send SIGTERM once (tests/router/test_cli.py covers a second one during shutdown)."""
         if not self.signalled:
             self.signalled = True
             self.proc.send_signal(signal.SIGTERM)

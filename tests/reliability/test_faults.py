@@ -6,6 +6,7 @@ stays up, and the decision row says what happened.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
@@ -57,13 +58,14 @@ async def test_bad_answer_to_a_stream_before_the_first_byte_falls_back(make_rout
 @pytest.mark.parametrize("mode,words", [("garbage", "'text/html; charset=utf-8' instead of an event stream"),
                                         ("malformed_first", "not JSON")])
 async def test_bad_stream_from_the_only_backend_is_a_prompt_503(make_router, tricky, mode, words):
-    router = await make_router(backend_env(tricky, "3070"))
+    # Timeouts far beyond the test's bound: the 503 must come from what the backend sent,
+    # not from waiting for a timeout.
+    router = await make_router({**backend_env(tricky, "3070"), "FIRST_BYTE_TIMEOUT": "600",
+                                "BACKEND_READ_TIMEOUT": "600"})
     tricky["3070"].mode = mode
-    started = time.perf_counter()
-    async with _client(router) as client:
+    async with _client(router) as client, asyncio.timeout(60):
         with pytest.raises(openai.APIStatusError) as info:
             await client.chat.completions.create(model="auto", messages=HELLO, stream=True)
-    assert time.perf_counter() - started < 2
     assert info.value.status_code == 503
     assert info.value.body["code"] == "upstream_error" and words in info.value.body["message"]
     [row] = await decision_rows(router)
@@ -101,7 +103,7 @@ async def test_backend_stalling_mid_stream_hits_the_read_timeout(make_router, tr
     tricky["3070"].mode, tricky["3070"].die_after = "stall_mid_stream", 2
     started = time.perf_counter()
     seen, error = await _stream_text(router)
-    assert 0.5 <= time.perf_counter() - started < 5
+    assert time.perf_counter() - started >= 0.5  # a lower bound no busy machine can break
     assert seen == ["tok0 ", "tok1 "]
     assert error is not None and "read timeout" in error.message
     [row] = await decision_rows(router)
@@ -111,14 +113,15 @@ async def test_backend_stalling_mid_stream_hits_the_read_timeout(make_router, tr
 
 async def test_connect_timeout_is_configurable_and_falls_back(make_router, tricky, blackhole):
     env = {**backend_env(tricky, "3090", "opencode"), "LOCAL_3070_URL": blackhole,
-           "BACKEND_CONNECT_TIMEOUT": "0.3", "FIRST_BYTE_TIMEOUT": "30"}
+           "BACKEND_CONNECT_TIMEOUT": "0.3", "FIRST_BYTE_TIMEOUT": "600",
+           "BACKEND_READ_TIMEOUT": "600"}
     router = await make_router(env)
     # As if it had answered its last check and then its host stopped completing handshakes.
     router.service.registry.apply("3070", HealthReport(True, models=(ModelInfo("m", 32768),)))
-    started = time.perf_counter()
-    async with _client(router) as client:
+    # Bounded far below FIRST_BYTE_TIMEOUT / BACKEND_READ_TIMEOUT (600 s): only the 0.3 s
+    # connect timeout can end the attempt at the blackhole within it.
+    async with _client(router) as client, asyncio.timeout(60):
         raw = await client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
-    assert time.perf_counter() - started < 3  # the connect timeout, not FIRST_BYTE_TIMEOUT
     assert raw.headers["x-routed-backend"] == "3090"
     [row] = await decision_rows(router)
     assert (row.backend, row.fallback_attempts, row.status_code) == ("3090", 1, 200)
