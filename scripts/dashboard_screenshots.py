@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
@@ -21,24 +22,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-from aiohttp import web  # noqa: E402
-from PIL import Image  # noqa: E402
-from playwright.async_api import Page, async_playwright  # noqa: E402
+import httpx
+from aiohttp import web
+from PIL import Image
+from playwright.async_api import Page, async_playwright
 
-from router.http.app import create_app  # noqa: E402
-from router.http.api import SERVICE  # noqa: E402
-from router.settings import Settings  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS, GPU  # noqa: E402
-from tests.dashboard.fake_agent import FakeAgent  # noqa: E402
-from tests.fakes.upstream import FakeUpstream  # noqa: E402
+from router.http.api import SERVICE
+from router.http.app import create_app
+from router.settings import Settings
+from tests.conftest import free_port
+from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS, GPU
+from tests.dashboard.fake_agent import FakeAgent
+from tests.fakes.upstream import FakeUpstream
 
 
-def seed_history(record: object, now: datetime) -> None:
+def seed_history(record: Callable[..., None], now: datetime) -> None:
     """A plausible day: mostly small prompts on the 3070, medium ones on the 3090, a few long."""
     rng = random.Random(7)
-    add = record  # DecisionLog.record
     for minutes in range(24 * 60, 0, -7):
         at = now - timedelta(minutes=minutes)
         busy = 3 if 9 <= at.hour <= 23 else 1
@@ -48,7 +48,7 @@ def seed_history(record: object, now: datetime) -> None:
                  ("3090", "medium_request", rng.gauss(2600, 700)),
                  ("opencode", "long_context", rng.gauss(9000, 2500))], [70, 22, 8])[0]
             fell_back = backend == "3070" and rng.random() < 0.04
-            add(request_id=f"seed-{minutes}-{rng.randrange(1 << 30):x}", created_at=at,  # type: ignore[operator]
+            record(request_id=f"seed-{minutes}-{rng.randrange(1 << 30):x}", created_at=at,
                 source=rng.choice(["api", "api", "api", "bot"]), backend=backend,
                 reason=reason, status_code=200, latency_ms=max(latency, 80.0),
                 ttft_ms=max(latency * 0.15, 30.0), prompt_tokens=rng.randint(40, 4000),
@@ -89,7 +89,6 @@ async def shoot(page: Page, path: Path, url: str) -> None:
 
 
 async def main(out: Path) -> None:
-    subprocess.run(["sh", str(ROOT / "scripts" / "setup_chromium.sh")], check=True)
     out.mkdir(parents=True, exist_ok=True)
     small = await FakeAgent("qwen2.5-7b-instruct-awq", 32768, gpu={
         **GPU, "name": "NVIDIA GeForce RTX 3070", "memory_total_mb": 8192,
@@ -131,4 +130,5 @@ async def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
+    subprocess.run(["sh", str(ROOT / "scripts" / "setup_chromium.sh")], check=True)
     asyncio.run(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"))
