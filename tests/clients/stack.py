@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from router.core.service import RouterService
 from router.http.api import SERVICE
 from router.http.app import create_app
-from router.core.service import RouterService
 from router.settings import Settings
 from tests.conftest import decision_rows, free_port
 from tests.fakes.scripted_model import Reply, ScriptedModel
@@ -172,9 +172,13 @@ class Stack:
         assert any(rep.kind == "final" for _req, rep in exchanges), "no final answer was scripted"
         return call, results[-1]
 
-    def assert_routed(self, endpoint: str, model: str, backend: str) -> None:
-        """Every decision row for `endpoint` and requested `model` went to `backend` with a 200."""
+    def assert_routed(self, endpoint: str, model: str, backend: str,
+                      client: str | None = None) -> None:
+        """Every decision row for `endpoint` and requested `model` went to `backend` with a 200
+        (and names the API key `client`, when given)."""
         rows = [r for r in self.rows() if r.endpoint == endpoint and r.requested_model == model]
         assert rows, f"no decision row for {endpoint} with model {model}"
         assert all(r.backend == backend and r.status_code == 200 for r in rows), \
             [(r.backend, r.status_code, r.error) for r in rows]
+        if client is not None:
+            assert {r.client for r in rows} == {client}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running.stop()
 
 
-def raw_requests(stack: Stack, marker: str) -> list[dict[str, object]]:
+def raw_requests(stack: Stack, marker: str) -> list[dict[str, Any]]:
     model = stack.model
     assert isinstance(model, ScriptedAnthropic)
     return [body for body in model.raw_requests if marker in json.dumps(body["messages"])]

@@ -35,7 +35,9 @@ HAIKU_MODEL = "claude-haiku-5-5"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     def env(model: ScriptedModel) -> dict[str, str]:
-        return {"LOCAL_3070_URL": model.url,
+        # With keys set, every client must authenticate: Claude Code with x-api-key, the
+        # others with a Bearer token; rows name the key.
+        return {"LOCAL_3070_URL": model.url, "ROUTER_API_KEYS": f"agents:{agents.API_KEY}",
                 "MODEL_ALIASES": json.dumps({CLAUDE_MODEL: "3070", HAIKU_MODEL: "3070"})}
 
     running = Stack.start(ScriptedModel(), env, tmp_path_factory.mktemp("router"))
@@ -57,7 +59,7 @@ def test_claude_code_writes_a_file_with_its_write_tool(clients: Clients, stack: 
     call, tool_message = stack.tool_round_trip(content)
     assert call.tool_name == "Write"
     assert str(target) in json.dumps(tool_message["content"])
-    stack.assert_routed("/v1/messages", CLAUDE_MODEL, "3070")
+    stack.assert_routed("/v1/messages", CLAUDE_MODEL, "3070", "agents")
     assert stack.sentinel.attempts == []
 
 
@@ -72,7 +74,7 @@ def test_codex_writes_a_file_with_its_shell_tool(clients: Clients, stack: Stack,
     assert DONE_TEXT in run.output, run.describe()
     call, _tool_message = stack.tool_round_trip(content)
     assert call.tool_name in ("exec_command", "shell")
-    stack.assert_routed("/v1/responses", "3070", "3070")
+    stack.assert_routed("/v1/responses", "3070", "3070", "agents")
     assert stack.sentinel.attempts == []
 
 
@@ -87,7 +89,7 @@ def test_opencode_run_writes_a_file_with_its_write_tool(clients: Clients, stack:
     assert DONE_TEXT in run.output, run.describe()
     call, _tool_message = stack.tool_round_trip(content)
     assert call.tool_name == "write"
-    stack.assert_routed("/v1/chat/completions", "3070", "3070")
+    stack.assert_routed("/v1/chat/completions", "3070", "3070", "agents")
     assert stack.sentinel.attempts == []
 
 
@@ -100,5 +102,5 @@ def test_aider_message_edits_a_file(clients: Clients, stack: Stack, tmp_path: Pa
     assert "Applied edit to aider.txt" in run.output, run.describe()
     kinds = [rep.kind for _req, rep in stack.exchanges(content)]
     assert "whole_file" in kinds, kinds
-    stack.assert_routed("/v1/chat/completions", "3070", "3070")
+    stack.assert_routed("/v1/chat/completions", "3070", "3070", "agents")
     assert stack.sentinel.attempts == []
