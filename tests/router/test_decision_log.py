@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 from router.store import db
 from router.store.decision_log import DecisionLog
 from tests.conftest import backend_env, decision_rows
+from tests.helpers import eventually
 
 N = 250
 
@@ -57,7 +58,7 @@ async def test_locked_database_delays_rows_but_loses_none(tmp_path: Path):
     try:
         for i in range(20):
             log.record(request_id=f"r{i}", source="api", status_code=200)
-        await asyncio.wait_for(_until(lambda: log.write_errors > 0), 30)
+        await eventually(lambda: log.write_errors > 0, timeout=30)
         assert log.depth == 20 and log.written == 0
     finally:
         blocker.rollback()
@@ -66,11 +67,6 @@ async def test_locked_database_delays_rows_but_loses_none(tmp_path: Path):
     assert (log.written, log.dropped) == (20, 0)
     count = sqlite3.connect(tmp_path / "locked.db").execute("select count(*) from decisions").fetchone()[0]
     assert count == 20
-
-
-async def _until(predicate) -> None:
-    while not predicate():
-        await asyncio.sleep(0.02)
 
 
 async def test_full_queue_counts_drops(tmp_path: Path):

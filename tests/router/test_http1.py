@@ -15,7 +15,7 @@ import pytest
 from router.backends import http1
 from router.backends.base import StreamBroken, UpstreamError
 from router.backends.openai import OpenAIBackend
-from tests.conftest import free_port
+from tests.helpers import eventually, free_port
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -232,11 +232,7 @@ async def test_reading_pauses_while_the_consumer_lags(serve):
     response = await pool.request("POST", "/x", {}, b"")
     transport = response._conn.transport if response._conn else None
     assert transport is not None
-    for _ in range(500):  # wait (bounded) until the buffer fills and the socket is paused
-        if not transport.is_reading():
-            break
-        await asyncio.sleep(0.01)
-    assert not transport.is_reading()
+    await eventually(lambda: not transport.is_reading(), what="the full buffer pauses reading")
     assert len(await response.read()) == size
     await asyncio.wait_for(sent.wait(), 5)
     response.release()
