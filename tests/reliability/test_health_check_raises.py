@@ -1,4 +1,4 @@
-"""Review: one backend whose health check raises (against the `Backend.check_health` contract,
+"""One backend whose health check raises (against the `Backend.check_health` contract,
 e.g. OpenCode answering `/config/providers` in an unexpected shape) must not stop the others'
 health from being applied, nor crash start-up or the scheduled check."""
 

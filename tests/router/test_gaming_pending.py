@@ -1,4 +1,4 @@
-"""Review: a gaming-mode change made while the gaming PC was unreachable is kept as pending
+"""A gaming-mode change made while the gaming PC was unreachable is kept as pending
 (gaming.py docstring, README). If re-applying it fails once more when the PC reports in, the
 pending change must survive, not be overwritten by the PC's old state."""
 

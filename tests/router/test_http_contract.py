@@ -1,4 +1,4 @@
-"""Review: the HTTP contract of SPEC.md ("Every /v1 response carries X-Request-ID"; errors are
+"""The HTTP contract of SPEC.md ("Every /v1 response carries X-Request-ID"; errors are
 OpenAI-shaped)."""
 
 from __future__ import annotations
