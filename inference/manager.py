@@ -15,8 +15,8 @@ all methods are safe to call concurrently within it.
   background via `spawn()`; `close()` cancels background work.
 - `set_gaming(True)` persists the flag and stops every model (sleeping ones too: a sleeping vLLM
   still holds a CUDA context), freeing VRAM; `set_gaming(False)` warms the keep-warm models.
-- `safe_to_game()` is True when NVML lists no process of any model holding GPU memory, None
-  without NVML.
+- `safe_to_game()` is True when no model process is alive and NVML lists no process of a model
+  holding GPU memory, None without NVML.
 """
 
 from __future__ import annotations
@@ -271,12 +271,28 @@ class ModelManager:
         await process.stop()
         return True
 
-    def safe_to_game(self) -> bool | None:
-        """True when no model process holds GPU memory (NVML per-process), None without NVML."""
+    def gpu_processes(self) -> list[dict[str, Any]] | None:
+        """NVML's processes on the GPU, `{"pid", "used_mb", "model"}` (`model` is the agent's
+        id when the pid is in a model's session, else None); None without NVML."""
         usage = self.gpu.process_memory()
         if usage is None:
             return None
-        return not any(pid in usage for p in self.processes.values() for pid in p.session_pids())
+        owner = {pid: p.profile.id for p in self.processes.values() for pid in p.session_pids()}
+        return [{"pid": pid, "used_mb": used, "model": owner.get(pid)}
+                for pid, used in sorted(usage.items())]
+
+    def safe_to_game(self, gpu_processes: list[dict[str, Any]] | None) -> bool | None:
+        """Whether no model process holds GPU memory; None without NVML.
+
+        False when NVML attributes memory to a model's process, and also whenever a model
+        process is alive at all: a starting vLLM is about to take memory, a sleeping one keeps
+        its CUDA context, and in a container NVML may report host pids we cannot match.
+        """
+        if gpu_processes is None:
+            return None
+        if any(p.pid is not None for p in self.processes.values()):
+            return False
+        return not any(entry["model"] is not None for entry in gpu_processes)
 
     # -- views -------------------------------------------------------------------------------
     def model_status(self, model_id: str) -> dict[str, Any]:
@@ -292,16 +308,18 @@ class ModelManager:
 
     def status(self) -> dict[str, Any]:
         """The JSON body of `GET /status`."""
+        gpu_processes = self.gpu_processes()
         return {
             "gaming_mode": self.gaming.enabled,
             "gaming_mode_changed_at": self.gaming.changed_at,
             "models": [self.model_status(pid) for pid in self.processes],
-            "safe_to_game": self.safe_to_game(),
+            "safe_to_game": self.safe_to_game(gpu_processes),
             "active_requests": sum(self._active.values()),
             "idle_shutdown_minutes": self.settings.idle_shutdown_minutes,
             "stream_keepalive_seconds": self.settings.stream_keepalive,
             "max_loaded_models": self.config.max_loaded_models,
             "default_model": self.config.default_model,
             "gpu": self.gpu.read(),
+            "gpu_processes": gpu_processes,
             "warnings": self.warnings,
         }

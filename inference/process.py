@@ -232,6 +232,9 @@ class ModelProcess:
             task = self._start_task = asyncio.create_task(
                 self._bring_up(), name=f"start-{self.profile.id}"
             )
+            # The failure is logged and kept in last_error; mark it seen even when every waiter
+            # has left, so asyncio does not print "Task exception was never retrieved".
+            task.add_done_callback(_retrieve)
         return task
 
     async def _bring_up(self) -> None:
@@ -239,7 +242,8 @@ class ModelProcess:
             async with self._lock:
                 await self._bring_up_locked()
         finally:
-            self._start_task = None
+            if self._start_task is asyncio.current_task():
+                self._start_task = None
 
     async def _bring_up_locked(self) -> None:
         if self.state is ModelState.READY:
@@ -481,6 +485,11 @@ class ModelProcess:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _current_task_cancelling() -> bool:

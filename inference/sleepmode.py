@@ -2,10 +2,12 @@
 
 vLLM serves `POST /sleep?level=1`, `POST /wake_up` and `GET /is_sleeping` only when it runs with
 `VLLM_SERVER_DEV_MODE=1` and `--enable-sleep-mode`, and sleep works on CUDA builds only. An engine
-that answers `/sleep` with 404 or 405 (no such endpoint: the CPU build, or dev mode off) raises
-`SleepUnsupported`, which the agent remembers so it stops that model instead from then on; any
-other failure raises `SleepFailed` and counts once. Each call blocks for one HTTP round trip
-(wake: until `/is_sleeping` says false or the deadline passes); none of them retries.
+that answers `POST /sleep` with an HTTP error (404/405: no such endpoint, dev mode off; 5xx: an
+engine that cannot sleep, such as the CPU build) or that does not report sleeping afterwards raises
+`SleepUnsupported`, which the agent remembers so it stops that model instead from then on; a
+transport failure (timeout, connection) raises `SleepFailed` and counts once. Each call blocks
+for one HTTP round trip (wake: until `/is_sleeping` says false or the deadline passes); none of
+them retries.
 """
 
 from __future__ import annotations
@@ -54,14 +56,14 @@ async def put_to_sleep(session: aiohttp.ClientSession, base_url: str) -> None:
         async with session.post(f"{base_url}/sleep", params={"level": str(SLEEP_LEVEL)},
                                 timeout=SLEEP_TIMEOUT) as resp:
             if resp.status in _NO_ENDPOINT:
-                raise SleepUnsupported(f"POST /sleep answered {resp.status}.")
+                raise SleepUnsupported(f"POST /sleep answered {resp.status}")
             if resp.status >= 300:
-                text = (await resp.text())[:200]
-                raise SleepFailed(f"POST /sleep answered {resp.status}: {text}")
+                text = (await resp.text())[:200].strip()
+                raise SleepUnsupported(f"POST /sleep answered {resp.status}: {text}")
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise SleepFailed(f"POST /sleep failed: {exc.__class__.__name__}: {exc}.") from None
     if not await is_sleeping(session, base_url):
-        raise SleepFailed("POST /sleep succeeded but GET /is_sleeping still says false.")
+        raise SleepUnsupported("POST /sleep succeeded but GET /is_sleeping still says false")
 
 
 async def wake_up(

@@ -2,7 +2,7 @@
 
     python tests/fakes/stand_in_engine.py --port P [--served-model-name N]
         [--startup-delay S] [--crash-during-start] [--enable-sleep-mode] [--no-sleep-support]
-        [--wake-delay S] [--refuse-sleep-mode]
+        [--wake-delay S] [--refuse-sleep-mode] [--broken-sleep] [--crash-on-wake]
 
 - `--startup-delay S`: load for S seconds before the port answers (like vLLM, which binds only
   after the engine is built). With `--crash-during-start` it prints a CUDA-style error after the
@@ -13,6 +13,8 @@
   like an engine without sleep: the flag is accepted but the endpoints do not exist (404);
   `--refuse-sleep-mode` acts like vLLM's CPU build, which exits at start when given
   `--enable-sleep-mode` ("Sleep mode is not supported on current platform.").
+  `--broken-sleep` serves the endpoints but `/sleep` answers 500, as an engine whose platform
+  cannot sleep does. `--crash-on-wake` exits with code 5 when asked to wake up.
 - The first line printed says whether `--enable-sleep-mode` was given (`sleep flag True`).
 - Every completion request is logged to stdout as `stand_in: received <path> <last message>`,
   so a test can read the agent's log file to see what reached the engine.
@@ -43,6 +45,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-sleep-support", action="store_true")
     parser.add_argument("--wake-delay", type=float, default=0.0)
     parser.add_argument("--refuse-sleep-mode", action="store_true")
+    parser.add_argument("--broken-sleep", action="store_true")
+    parser.add_argument("--crash-on-wake", action="store_true")
     args, _ = parser.parse_known_args(argv)
     return args
 
@@ -58,11 +62,16 @@ class Engine:
 
     async def sleep(self, request: web.Request) -> web.Response:
         print(f"stand_in: sleep level={request.query.get('level', '1')}", flush=True)
+        if self.args.broken_sleep:
+            return web.Response(status=500, text="NotImplementedError: sleep on this platform")
         self.sleeping = True
         return web.Response(text="")
 
     async def wake_up(self, request: web.Request) -> web.Response:
         print("stand_in: wake_up", flush=True)
+        if self.args.crash_on_wake:
+            print("stand_in: crashing while waking up", flush=True)
+            os._exit(5)
         # vLLM answers /wake_up only once the weights are back; /is_sleeping is the truth.
         if self.args.wake_delay:
             await asyncio.sleep(self.args.wake_delay)

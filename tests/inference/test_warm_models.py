@@ -144,6 +144,20 @@ async def test_idle_model_sleeps_and_wakes_on_the_next_request(start_agent: Agen
     assert not _alive(pid)
 
 
+async def test_a_failed_wake_cold_starts_the_model(start_agent: AgentFactory) -> None:
+    config = make_config(stand_in_model("frail", "--crash-on-wake", idle_action="sleep"))
+    agent = await start_agent(config, idle_shutdown_minutes=IDLE_MINUTES)
+    assert (await agent.chat("one", model="frail"))[0] == 200
+    first = model_view(await eventually(agent, _state("frail", "sleeping")), "frail")["pid"]
+    code, body = await agent.chat("two", model="frail")
+    assert code == 200 and body["choices"][0]["message"]["content"].endswith("two")
+    view = model_view(await agent.get_json("/status"), "frail")
+    assert view["pid"] != first and view["last_start_kind"] == "cold"
+    log = agent.engine_log("frail")
+    assert "crashing while waking up" in log and _starts(log) == ["True", "True"]
+    assert not _alive(first)
+
+
 async def test_keep_warm_with_sleep_sleeps_but_is_never_stopped(start_agent: AgentFactory) -> None:
     config = make_config(stand_in_model("both", keep_warm=True, idle_action="sleep"))
     agent = await start_agent(config, idle_shutdown_minutes=IDLE_MINUTES)
@@ -153,15 +167,18 @@ async def test_keep_warm_with_sleep_sleeps_but_is_never_stopped(start_agent: Age
     assert _starts(agent.engine_log("both")) == ["True"]
 
 
-async def test_engine_without_sleep_is_stopped_with_a_note(start_agent: AgentFactory) -> None:
-    config = make_config(stand_in_model("cpu", "--no-sleep-support", idle_action="sleep"))
+@pytest.mark.parametrize(("flag", "answer"), [("--no-sleep-support", "404"),
+                                              ("--broken-sleep", "500")])
+async def test_engine_without_sleep_is_stopped_with_a_note(start_agent: AgentFactory, flag: str,
+                                                           answer: str) -> None:
+    config = make_config(stand_in_model("cpu", flag, idle_action="sleep"))
     agent = await start_agent(config, idle_shutdown_minutes=IDLE_MINUTES)
     assert (await agent.chat("hi", model="cpu"))[0] == 200
     await eventually(agent, _state("cpu", "ready"))
     status = await eventually(agent, _state("cpu", "stopped"))
     view = model_view(status, "cpu")
     assert view["idle_action"] == "sleep" and view["idle_action_effective"] == "stop"
-    assert "no sleep mode" in view["sleep_note"] and "404" in view["sleep_note"]
+    assert "no sleep mode" in view["sleep_note"] and answer in view["sleep_note"]
     # The next start leaves the flag off.
     assert (await agent.chat("again", model="cpu"))[0] == 200
     assert _starts(agent.engine_log("cpu")) == ["True", "False"]
@@ -216,15 +233,20 @@ async def test_safe_to_game_follows_nvml_per_process_memory(
     manager = ModelManager(make_config(fake_model("fake", "--spawn-child")), settings, session,
                            GamingModeStore(tmp_path), gpu)
     try:
-        assert manager.status()["safe_to_game"] is None  # no NVML
+        status = manager.status()
+        assert status["safe_to_game"] is None and status["gpu_processes"] is None  # no NVML
+        gpu.usage = {}
+        assert manager.status()["safe_to_game"] is True
         await manager.load("fake", force_big=False)
-        leader = manager.processes["fake"].pid
-        assert leader is not None
         child = int(re.findall(r"child pid (\d+)",
                                manager.processes["fake"].log_path.read_text())[0])
-        gpu.usage = {999_999: 512}  # somebody else's process (a game) holds memory
-        assert manager.status()["safe_to_game"] is True
-        gpu.usage = {child: 300}  # vLLM's engine child holds memory
+        # vLLM's engine child holds memory, next to somebody else's process (a game).
+        gpu.usage = {child: 300, 999_999: 512}
+        status = manager.status()
+        assert status["safe_to_game"] is False
+        assert status["gpu_processes"] == [{"pid": child, "used_mb": 300, "model": "fake"},
+                                           {"pid": 999_999, "used_mb": 512, "model": None}]
+        gpu.usage = {999_999: 512}  # alive but not on the GPU (yet): still not safe
         assert manager.status()["safe_to_game"] is False
         await manager.set_gaming(True)
         assert manager.status()["safe_to_game"] is True
