@@ -208,16 +208,14 @@ def aider(binary: Path, router_url: str, root: Path, prompt: str, model: str,
     workdir = root / "work"
     workdir.mkdir(parents=True, exist_ok=True)
     home = root / "home"
-    caches = home / ".aider" / "caches"
-    caches.mkdir(parents=True, exist_ok=True)
-    # A fresh, non-empty price list: aider downloads litellm's when its cache is missing, empty
-    # or older than a day.
-    (caches / "model_prices_and_context_window.json").write_text(
-        json.dumps(aider_model_metadata(model)))
+    # Aider downloads litellm's price list unless the model is described locally.
+    metadata = root / "aider.model.metadata.json"
+    metadata.write_text(json.dumps(aider_model_metadata(model)))
     env = _base_env(home, proxy_env)
     env.update({"OPENAI_API_BASE": f"{router_url}/v1", "OPENAI_API_KEY": API_KEY,
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-    cmd = [str(binary), "--model", f"openai/{model}", "--edit-format", "whole", "--no-git",
+    cmd = [str(binary), "--model", f"openai/{model}", "--model-metadata-file", str(metadata),
+           "--edit-format", "whole", "--no-git",
            "--yes-always", "--no-check-update", "--analytics-disable", "--no-show-release-notes",
            "--no-show-model-warnings", "--map-tokens", "0", "--no-detect-urls", "--no-pretty",
            "--message", prompt]
