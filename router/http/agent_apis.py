@@ -10,7 +10,6 @@ headers and the stream writer (`Api._whole` / `Api._stream` with a `Relay`) are 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from aiohttp import web
 from router.core import tokens
 from router.core.service import NativeRequest
 from router.errors import BadRequest, RouterError
-from router.http.api import SERVICE, Api, Relay, _client_name, json_response
+from router.http.api import SERVICE, Api, Relay, _client_name, json_response, routed_headers
 from router.logs import request_id_var
 from router.wire import chat as req
 from router.wire import messages as msg
@@ -134,31 +133,31 @@ class AgentApis:
             headers["X-Routed-Backend"] = backend
         return json_response(dialect.error_body(exc), exc.status, headers)
 
-    async def _admit(self, request: web.Request) -> tuple[str | None, bytes]:
-        """Auth, rate limit and body size, as for chat. Raises RouterError."""
-        client = _client_name(request, self.api.settings.api_keys)
-        self.api.limiter.check(client or request.remote or "anonymous")
-        return client, await self.api.read_raw(request)
-
     async def _serve(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
         service = request.app[SERVICE]
         request_id = request_id_var.get()
+        client: str | None = None
         try:
-            client, raw = await self._admit(request)
+            client = _client_name(request, self.api.settings.api_keys)
+            self.api.limiter.check(client or request.remote or "anonymous")
+            raw = await self.api.read_raw(request)
         except RouterError as exc:
-            service.metrics.rejected.labels(str(exc.status)).inc()
+            service.reject(request_id=request_id, source="api", client=client,
+                           endpoint=dialect.path, status=exc.status, error=exc.message)
             return self._error(dialect, exc, request_id)
-        started = time.perf_counter()
         body: dict[str, Any] = {}
         try:
             body = dialect.parse(raw)
             chat = dialect.to_chat(body)
-        except BadRequest as exc:
-            return self._refuse(request, dialect, exc, client, body, started)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a shape validation missed
-            bad = BadRequest(f"The request body could not be translated ({type(exc).__name__}: "
-                             f"{exc}); check its fields against the {dialect.api} API.")
-            return self._refuse(request, dialect, bad, client, body, started)
+        except (BadRequest, KeyError, TypeError, ValueError, AttributeError) as exc:
+            bad = exc if isinstance(exc, BadRequest) else BadRequest(  # a shape validation missed
+                f"The request body could not be translated ({type(exc).__name__}: {exc}); "
+                f"check its fields against the {dialect.api} API.")
+            model = body.get("model")
+            service.reject(request_id=request_id, source="api", client=client,
+                           endpoint=dialect.path, status=400, error=bad.message,
+                           model=model if isinstance(model, str) else None)
+            return self._error(dialect, bad, request_id)
         # The chat translation carries `#force_big` for the policy; a native backend gets the
         # client's body, so the tag is taken out of it too (the texts were copied, not shared).
         req.strip_force_big(body)
@@ -169,31 +168,20 @@ class AgentApis:
                                         native=NativeRequest(dialect.api, dialect.path, body))
         except RouterError as exc:
             return self._error(dialect, exc, request_id, row.get("backend"))
-        headers = {"X-Request-ID": request_id, "X-Routed-Backend": routed.backend,
-                   "X-Routed-Model": routed.model, "X-Route-Reason": routed.reason}
+        headers = routed_headers(request_id, routed)
         relay = dialect.relay(str(body.get("model") or routed.model),
                               int(row.get("estimated_tokens") or 0), routed.native)
         if not chat.get("stream"):
             return await Api._whole(routed, headers, relay)
         return await Api._stream(request, routed, headers, relay)
 
-    def _refuse(self, request: web.Request, dialect: Dialect, exc: BadRequest,
-                client: str | None, body: dict[str, Any], started: float) -> web.Response:
-        """A 400 in the API's own shape, with its decision row (every request gets one)."""
-        service = request.app[SERVICE]
-        service.metrics.rejected.labels("400").inc()
-        row = service.new_row(request_id=request_id_var.get(), source="api", client=client,
-                              endpoint=dialect.path, body=body)
-        service.finish_row(row, 400, exc.message, started)
-        return self._error(dialect, exc, row["request_id"])
-
     async def count_tokens(self, request: web.Request) -> web.Response:
         """`{"input_tokens": N}`: the router's estimate of the translated prompt (not routed)."""
         service = request.app[SERVICE]
         request_id = request_id_var.get()
         try:
-            _client, raw = await self._admit(request)
-            chat = msg.messages_to_chat(msg.parse(raw, count_only=True))
+            _client_name(request, self.api.settings.api_keys)
+            chat = msg.messages_to_chat(msg.parse(await self.api.read_raw(request), count_only=True))
         except RouterError as exc:
             return self._error(MESSAGES, exc, request_id)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from router.http import openapi_agents
 from router.wire.chat import MAX_INTEGER
 
 JSON = "application/json"
@@ -161,6 +162,7 @@ def spec() -> dict[str, Any]:
             "/v1/completions": {"post": _proxy("Text completion, routed.", "CompletionRequest",
                                                True)},
             "/v1/embeddings": {"post": _proxy("Embeddings, routed.", "EmbeddingRequest", False)},
+            **openapi_agents.paths(ROUTED_HEADERS),
             "/v1/route": {"post": {
                 "summary": "Where a chat request would go (dry run, nothing is forwarded).",
                 "security": [{}, {"apiKey": []}],
@@ -201,8 +203,9 @@ def spec() -> dict[str, Any]:
                 "200": _json("OpenAPI 3.1.", {"type": "object", "required": ["openapi"]})}}},
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **openapi_agents.SCHEMAS},
             "securitySchemes": {
+                **openapi_agents.SECURITY,
                 "apiKey": {"type": "http", "scheme": "bearer",
                            "description": "A key from ROUTER_API_KEYS (only when it is set)."},
                 "adminToken": {"type": "http", "scheme": "bearer",

@@ -22,6 +22,7 @@ import orjson
 from router.errors import BadRequest, RouterError, body_for, error_body
 from router.wire.chat import MAX_INTEGER, decode_object
 from router.wire.messages import sse_data
+from router.wire.messages_check import _is_int
 
 DROPPED_ITEMS = frozenset({"reasoning", "web_search_call", "item_reference", "compaction"})
 TOOL_CHOICES = frozenset({"auto", "none", "required"})
@@ -63,6 +64,9 @@ def validate(body: dict[str, Any]) -> None:
     if body.get("conversation") is not None:
         raise _bad("'conversation' is not supported: this router is stateless. Send the whole "
                    "conversation in 'input'.", "conversation")
+    for flag in ("store", "background"):
+        if body.get(flag) is not None and not isinstance(body[flag], bool):
+            raise _bad(f"'{flag}' must be a boolean.", flag)
     if body.get("store") is True:
         raise _bad("'store': true is not supported: this router is stateless and keeps no "
                    "responses. Send 'store': false (or leave it out).", "store")
@@ -88,15 +92,14 @@ def validate(body: dict[str, Any]) -> None:
             if tool["type"] == "function" and not isinstance(tool.get("name"), str):
                 raise _bad(f"'tools[{j}].name' must be a string.", f"tools[{j}].name")
     choice = body.get("tool_choice")
-    if choice is not None and choice not in TOOL_CHOICES and not (
+    if choice is not None and not (isinstance(choice, str) and choice in TOOL_CHOICES) and not (
             isinstance(choice, dict) and choice.get("type") == "function"
             and isinstance(choice.get("name"), str)) and not (
             isinstance(choice, dict) and choice.get("type") in TOOL_CHOICES):
         raise _bad("'tool_choice' must be auto, none, required or "
                    "{\"type\": \"function\", \"name\": ...}.", "tool_choice")
     value = body.get("max_output_tokens")
-    if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
-                                  and 0 <= value <= MAX_INTEGER):
+    if value is not None and not (_is_int(value) and 0 <= value <= MAX_INTEGER):
         raise _bad("'max_output_tokens' must be a non-negative integer.", "max_output_tokens")
     for number in ("temperature", "top_p"):
         item = body.get(number)
@@ -124,8 +127,9 @@ def _check_item(item: Any, at: str) -> None:
                     raise _bad(f"'{where}' must be an object.", where)
                 ptype = part.get("type")
                 if ptype in TEXT_PARTS:
-                    if not isinstance(part.get("text", part.get("refusal")), str):
-                        raise _bad(f"'{where}.text' must be a string.", f"{where}.text")
+                    key = "refusal" if ptype == "refusal" else "text"
+                    if not isinstance(part.get(key), str):
+                        raise _bad(f"'{where}.{key}' must be a string.", f"{where}.{key}")
                 elif ptype == "input_image":
                     if not isinstance(part.get("image_url"), str):
                         raise _bad(f"'{where}.image_url' must be a string (a URL or data URL); "
@@ -186,7 +190,7 @@ def responses_to_chat(body: dict[str, Any]) -> dict[str, Any]:
             _item_to_chat(item, messages)
     chat: dict[str, Any] = {"model": body["model"], "messages": messages}
     if body.get("max_output_tokens") is not None:
-        chat["max_tokens"] = body["max_output_tokens"]
+        chat["max_tokens"] = int(body["max_output_tokens"])
     for key in ("temperature", "top_p", "parallel_tool_calls"):
         if body.get(key) is not None:
             chat[key] = body[key]
