@@ -1,8 +1,10 @@
 """Token usage read off a response as it passes through, at almost no cost per chunk.
 
 Non-streaming bodies carry `usage`; streams carry it in their last event when the client asked
-for `stream_options.include_usage`. Otherwise completion tokens are counted as content events
-(vLLM sends one token per event), so the decision log always has a figure.
+for `stream_options.include_usage` (Anthropic and Responses answers passed through natively carry
+it in `message_start` / `message_delta` and `response.completed`). Otherwise completion tokens
+are counted as content events (vLLM sends one token per event), so the decision log always has
+a figure.
 """
 
 from __future__ import annotations
@@ -38,10 +40,16 @@ class UsageMeter:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             return
-        usage = payload.get("usage") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict):
+            return
+        usage = payload.get("usage")
+        if usage is None:  # Anthropic's message_start, Responses' response.completed
+            inner = payload.get("message") or payload.get("response")
+            usage = inner.get("usage") if isinstance(inner, dict) else None
         if isinstance(usage, dict):
-            prompt = usage.get("prompt_tokens")
-            completion = usage.get("completion_tokens")
+            # Chat names, else Anthropic's and Responses' (a native backend's answer).
+            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+            completion = usage.get("completion_tokens", usage.get("output_tokens"))
             self.prompt_tokens = prompt if isinstance(prompt, int) else self.prompt_tokens
             if isinstance(completion, int):
                 self.completion_tokens = completion

@@ -64,6 +64,8 @@ async def test_messages_pass_through_natively(sdks, claude_router, fake_anthropi
     rows = await decision_rows(claude_router)
     assert [(r.backend, r.status_code, r.endpoint) for r in rows[-2:]] == [
         ("claude", 200, "/v1/messages")] * 2
+    # Usage is read off Anthropic's own answer, whole and streamed.
+    assert [(r.prompt_tokens, r.completion_tokens) for r in rows[-2:]] == [(21, 9)] * 2
 
 
 async def test_chat_requests_are_translated_to_messages(sdks, fake_anthropic):
