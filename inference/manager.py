@@ -236,9 +236,13 @@ class ModelManager:
         return started
 
     async def tick(self) -> None:
-        """The periodic job: idle actions, then re-warm switched-out keep-warm models."""
+        """The periodic job: idle actions, then re-warm switched-out keep-warm models in the
+        background (a start takes minutes; the next idle check must not wait for it)."""
         await self.stop_idle()
-        await self.warm_up(only_unfailed=True)
+        cold = any(p.profile.keep_warm and not p.occupies_gpu for p in self.processes.values())
+        if cold and not self.gaming.enabled and not any(
+                t.get_name() == "re-warm" for t in self._tasks):
+            self.spawn(self.warm_up(only_unfailed=True), "re-warm")
 
     async def stop_idle(self) -> list[str]:
         """Sleep or stop ready models idle for `IDLE_SHUTDOWN_MINUTES`; returns the ids acted on.

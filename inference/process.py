@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import enum
 import logging
 import os
-import random
 import re
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,7 @@ import aiohttp
 from inference import sleepmode
 from inference.config import ModelProfile
 from inference.errors import ModelStartFailed
+from inference.oslaunch import die_with_parent, free_port, signal_group
 from inference.reaper import forget_session, record_session, session_members
 
 log = logging.getLogger(__name__)
@@ -47,7 +45,6 @@ log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 40
 LOG_TAIL_BYTES = 16384
 HEALTH_POLL_SECONDS = 0.25
-_PR_SET_PDEATHSIG = 1
 # How a vLLM build without sleep mode refuses --enable-sleep-mode at start
 # ("Sleep mode is not supported on current platform."); narrow, because vLLM also echoes its
 # arguments, enable_sleep_mode included, at every start.
@@ -60,31 +57,6 @@ class ModelState(enum.StrEnum):
     READY = "ready"
     SLEEPING = "sleeping"  # vLLM sleep mode: process alive, weights offloaded
     STOPPING = "stopping"
-
-
-# Below Linux's ephemeral range (32768-60999): an outgoing connection can never take a port
-# from here between our check and vLLM's bind, as it could with a kernel-chosen port.
-_PORT_RANGE = (20000, 32000)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1, outside the ephemeral range, that was free a moment ago."""
-    for _ in range(200):
-        port = random.randint(*_PORT_RANGE)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError(f"no free port in {_PORT_RANGE[0]}-{_PORT_RANGE[1]} on 127.0.0.1")
-
-
-def _die_with_parent() -> None:
-    """preexec hook: ask the kernel to SIGKILL the child when the agent dies (Linux only)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class ModelProcess:
@@ -329,7 +301,7 @@ class ModelProcess:
                 self._proc = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.DEVNULL, stdout=sink,
                     stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             except OSError as exc:
                 raise ModelStartFailed(
@@ -460,14 +432,14 @@ class ModelProcess:
         if proc is None:
             return
         if proc.returncode is None:
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), timeout=self.stop_grace)
             except TimeoutError:
                 log.warning("model %s ignored SIGTERM for %gs; killing it", self.profile.id,
                             self.stop_grace)
         # Kill whatever is left in the group, leader or vLLM's own children.
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         await proc.wait()
         if self._state_dir is not None:
             forget_session(self._state_dir, self.profile.id)
@@ -480,11 +452,6 @@ class ModelProcess:
     def _tail_text(self, lines: int = 10) -> str:
         tail = self.log_tail(lines)
         return " | ".join(tail) if tail else "(no output)"
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -20,7 +20,7 @@ from yarl import URL
 from inference.app import MANAGER
 from inference.config import HostConfig, parse_config
 from inference.manager import ModelManager
-from inference.process import free_port
+from inference.oslaunch import free_port
 
 FAKE_VLLM = Path(__file__).resolve().parents[1] / "fakes" / "fake_vllm.py"
 STAND_IN = Path(__file__).resolve().parents[1] / "fakes" / "stand_in_engine.py"
