@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from router.http.api import SERVICE
 from router.core.service import RouterService
 from router.settings import Settings
 from tests.fakes.upstream import FakeUpstream
-from tests.helpers import free_port
+from tests.helpers import free_port, serve_app
 
 __all__ = ["RunningRouter", "backend_env", "decision_rows", "free_port"]
 
@@ -24,15 +25,16 @@ __all__ = ["RunningRouter", "backend_env", "decision_rows", "free_port"]
 class RunningRouter:
     url: str
     app: web.Application
-    runner: web.AppRunner
     settings: Settings
+    served: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
 
     @property
     def service(self) -> RouterService:
         return self.app[SERVICE]
 
     async def stop(self) -> None:
-        await self.runner.cleanup()
+        """Stop serving and run the app's cleanup contexts (again: a no-op)."""
+        await self.served.aclose()
 
 
 @pytest.fixture
@@ -60,16 +62,15 @@ async def make_router(tmp_path: Path) -> AsyncIterator[RouterFactory]:
                 "HEALTH_CHECK_INTERVAL": "3600", "ROUTER_PORT": str(port)}
         settings = Settings.from_env({**base, **(env or {})}, **overrides)
         app = create_app(settings, plugins)
-        runner = web.AppRunner(app, shutdown_timeout=2)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        router = RunningRouter(f"http://127.0.0.1:{port}", app, runner, settings)
+        served = AsyncExitStack()
+        url = await served.enter_async_context(serve_app(app, port=port))
+        router = RunningRouter(url, app, settings, served)
         started.append(router)
         return router
 
     yield factory
     for router in started:
-        await router.runner.cleanup()
+        await router.stop()
 
 
 def backend_env(upstreams: dict[str, FakeUpstream], *names: str) -> dict[str, str]:

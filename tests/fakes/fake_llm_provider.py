@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
+
+from tests.helpers import serve_app
 
 PROMPT_TOKENS = 11
 COMPLETION_TOKENS = 7
@@ -35,29 +38,19 @@ class FakeLLMProvider:
         self.in_flight = 0
         self.max_in_flight = 0
         self.received = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self._served = AsyncExitStack()
+        self.url = ""
 
     async def start(self) -> FakeLLMProvider:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = await self._served.enter_async_context(serve_app(app, shutdown_timeout=0.1))
         return self
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._served.aclose()
 
     # -- helpers ---------------------------------------------------------------------------
 

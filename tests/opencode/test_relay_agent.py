@@ -29,13 +29,18 @@ BODY = {"model": MODEL, "messages": [{"role": "system", "content": "Be a pirate.
 @dataclass
 class FakeOpenCode:
     """Answers the catalog calls. `patch_status` is what PATCH /global/config answers;
-    `applies` whether an accepted patch shows up in GET /agent."""
+    `applies` whether an accepted patch shows up in GET /agent. A PATCH is answered only once
+    `hold_patch_until` GET /agent calls were made, so concurrent first requests all reach the
+    install before the first one finishes."""
 
     patch_status: int = 200
     applies: bool = True
     agents: list[str] = field(default_factory=lambda: ["build", "plan"])
     patches: list[dict[str, Any]] = field(default_factory=list)
     sessions: int = 0
+    hold_patch_until: int = 0
+    agent_gets: int = 0
+    _got: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
         async def health(_: web.Request) -> web.Response:
@@ -46,6 +51,9 @@ class FakeOpenCode:
                 {"id": "zai", "models": {"glm-4.6": {"limit": {"context": 1000}}}}]})
 
         async def agents(_: web.Request) -> web.Response:
+            self.agent_gets += 1
+            if self.agent_gets >= self.hold_patch_until:
+                self._got.set()
             return web.json_response([{"name": name} for name in self.agents])
 
         app = web.Application()
@@ -59,7 +67,7 @@ class FakeOpenCode:
     async def _patch(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         self.patches.append(body)
-        await asyncio.sleep(0.01)  # let concurrent callers pile up behind the install
+        await asyncio.wait_for(self._got.wait(), 30)
         if self.patch_status != 200:
             return web.json_response({"name": "NotFound"}, status=self.patch_status)
         if self.applies:
@@ -95,7 +103,7 @@ async def send(backend: OpenCodeBackend) -> UpstreamError:
 
 
 async def test_missing_agent_is_installed_once_through_the_global_config(backend_for):
-    fake = FakeOpenCode()
+    fake = FakeOpenCode(hold_patch_until=3)
     async with serve_app(fake.app()) as url:
         backend = backend_for(url)
         errors = await asyncio.gather(*(send(backend) for _ in range(3)))
