@@ -132,7 +132,11 @@ class BackendRegistry:
             await asyncio.wait(spawned)
 
     def apply(self, name: str, report: HealthReport) -> None:
-        state = self.states[name]
+        self._apply(self.states[name], report)
+        self._rebuild()
+
+    def _apply(self, state: BackendState, report: HealthReport) -> None:
+        name = state.name
         state.last_check = time.time()
         state.latency_ms = report.latency_ms
         if report.healthy:
@@ -154,27 +158,30 @@ class BackendRegistry:
         if report.gaming_mode is not None:
             for gaming_listener in self._gaming_listeners:
                 self._spawn(gaming_listener(name, report.gaming_mode))
-        self._rebuild()
 
     def report_failure(self, name: str, error: str) -> None:
         """A live request failed before its first byte: count it like a failed check."""
         if name in self.states:  # not a backend a reload has removed meanwhile
             self.apply(name, HealthReport(False, error=error))
 
-    def replace(self, clients: list[Backend], specs: dict[str, BackendSpec]) -> list[str]:
-        """Swap in a new set of backends (a reload); returns the names that are new or changed.
+    async def replace(self, clients: list[Backend], specs: dict[str, BackendSpec]) -> None:
+        """Swap in a new set of backends (a reload).
 
-        A backend whose spec is unchanged keeps its state and client, and `clients` must not
-        include it. Removed or changed backends are retired: closed once no request holds them.
+        `clients` are the new or changed backends: each gets its first health check before the
+        swap, so no request sees it as down in between. A backend whose spec is unchanged keeps
+        its state and client. Removed or changed ones are closed once no request holds them.
         """
-        fresh = {client.name: client for client in clients}
-        states: dict[str, BackendState] = {}
-        for name, spec in specs.items():
-            old = self.states.get(name)
-            if old is not None and old.spec == spec and name not in fresh:
-                states[name] = old
-            else:
-                states[name] = BackendState(name, fresh[name], spec)
+        fresh = {client.name: BackendState(client.name, client, specs[client.name])
+                 for client in clients}
+        reports = await asyncio.gather(*(s.client.check_health() for s in fresh.values()),
+                                       return_exceptions=True)
+        for state, report in zip(fresh.values(), reports):
+            if isinstance(report, BaseException):
+                if not isinstance(report, Exception):
+                    raise report
+                report = HealthReport(False, error=f"health check failed: {report}")
+            self._apply(state, report)
+        states = {name: fresh.get(name) or self.states[name] for name in specs}
         for name, old in self.states.items():
             if states.get(name) is not old:
                 self._retired.append(old)
@@ -182,7 +189,6 @@ class BackendRegistry:
         self._rebuild()
         if self._retired:
             self._spawn(self._close_retired())
-        return [name for name in states if name in fresh]
 
     async def _close_retired(self) -> None:
         """Close retired clients once the requests that hold them have finished."""

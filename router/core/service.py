@@ -170,7 +170,8 @@ class RouterService:
                    client: str | None = None) -> Planned:
         """Decide where `body` goes (pure routing, no upstream I/O). Raises RouterError."""
         headers = headers or {}
-        generation, states = self.generation, self.registry.states
+        # One generation throughout: a reload while the estimate runs must not mix configs.
+        generation, states, views = self.generation, self.registry.states, self.registry.views()
         topology = generation.topology
         model = body.get("model")
         target = req.resolve_target(model, topology.aliases, self.registry.served_models(),
@@ -186,7 +187,7 @@ class RouterService:
             complex_task=estimated >= self.settings.complex_task_min_tokens and is_complex(
                 req.last_user_text(body), len(body.get("messages") or ()), has_tools),
         )
-        decision = decide(features, self.registry.views(), generation.rules)
+        decision = decide(features, views, generation.rules)
         return Planned(body, decision, target.backend, target.hint, estimated, force_big,
                        features.gaming_mode, states)
 
@@ -477,13 +478,13 @@ class RouterService:
                        if name not in old or old[name].spec != spec}
             clients = [make_client(spec, settings) for spec in changed.values()]
             restart = [f.upper() for f in settings.restart_fields(self.settings)]
+            await self.registry.replace(clients, dict(topology.backends))
+            # From here to the end, nothing awaits: new requests see all of the new
+            # generation (registry states, rules, settings) or none of it.
             self.settings = self.settings.with_live(settings)
-            self.registry.replace(clients, dict(topology.backends))
             self.gaming.configure(gaming_hosts(topology))
             self.generation = Generation.of(topology, self.settings)
             removed = [name for name in old if name not in topology.backends]
-            if changed:
-                await self.registry.check_all()
             log.info("configuration reloaded from %s: %d backends (%s new or changed, %s removed)",
                      topology.origin, len(topology.backends), ", ".join(changed) or "none",
                      ", ".join(removed) or "none")

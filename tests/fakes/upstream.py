@@ -3,7 +3,7 @@
 Set `mode` to make it misbehave: "ok", "status" (answer `fail_status`), "hang" (never answer),
 "hold" (answer once `release` is set),
 "die_mid_stream" (send `die_after` chunks, then drop the connection), "garbage" (non-JSON 200),
-"malformed_sse". Every request body it received is kept in `requests` for assertions.
+"malformed_sse"; `pause_after` holds a stream mid-way until `resume` is set. Every request body it received is kept in `requests` for assertions.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class FakeUpstream:
         self.fail_code: str | None = None
         self.die_after = 2
         self.delay = 0.0  # seconds before answering (a slow, whole generation)
+        self.pause_after: int | None = None  # stream this many chunks, then wait for `resume`
+        self.resume = asyncio.Event()
         self.healthy = True
         self.gaming_mode = gaming_mode
         self.requests: list[dict[str, Any]] = []
@@ -126,6 +128,8 @@ class FakeUpstream:
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         try:
             for index, word in enumerate(words):
+                if index == self.pause_after:
+                    await self.resume.wait()
                 if self.mode == "die_mid_stream" and index == self.die_after:
                     assert request.transport is not None
                     request.transport.close()
