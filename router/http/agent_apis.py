@@ -33,7 +33,7 @@ class MessagesRelay(Relay):
 
     content_type = "application/json"
 
-    def __init__(self, model: str, input_tokens: int, native: bool) -> None:
+    def __init__(self, body: dict[str, Any], model: str, input_tokens: int, native: bool) -> None:
         self.model = model
         self.native = native
         self._stream = None if native else ChatToMessagesStream(model, input_tokens)
@@ -67,13 +67,15 @@ class ResponsesRelay(Relay):
 
     content_type = "application/json"
 
-    def __init__(self, model: str, input_tokens: int, native: bool) -> None:
+    def __init__(self, body: dict[str, Any], model: str, input_tokens: int, native: bool) -> None:
         self.model = model
         self.native = native
-        self._stream = None if native else rsp.ChatToResponsesStream(model, input_tokens)
+        self.custom = rsp.custom_tools(body)
+        self._stream = None if native else rsp.ChatToResponsesStream(model, input_tokens,
+                                                                      self.custom)
 
     def whole(self, body: bytes) -> bytes:
-        return body if self.native else rsp.translate_chat_answer(body, self.model)
+        return body if self.native else rsp.translate_chat_answer(body, self.model, self.custom)
 
     def feed(self, chunk: bytes) -> bytes:
         if self._stream is None:
@@ -105,7 +107,7 @@ class Dialect:
     parse: Callable[[bytes], dict[str, Any]]
     to_chat: Callable[[dict[str, Any]], dict[str, Any]]
     error_body: Callable[[RouterError], dict[str, Any]]
-    relay: Callable[[str, int, bool], Relay]
+    relay: Callable[[dict[str, Any], str, int, bool], Relay]  # (body, model, tokens, native)
 
 
 MESSAGES = Dialect("messages", "/v1/messages", msg.parse, msg.messages_to_chat, msg.error_for,
@@ -169,7 +171,7 @@ class AgentApis:
         except RouterError as exc:
             return self._error(dialect, exc, request_id, row.get("backend"))
         headers = routed_headers(request_id, routed)
-        relay = dialect.relay(str(body.get("model") or routed.model),
+        relay = dialect.relay(body, str(body.get("model") or routed.model),
                               int(row.get("estimated_tokens") or 0), routed.native)
         if not chat.get("stream"):
             return await Api._whole(routed, headers, relay)

@@ -92,6 +92,10 @@ SCHEMAS: dict[str, Any] = {
                                  "arguments": {"type": "string"}}),
         _block("function_call_output", {"call_id": {"type": "string"},
                                         "output": {"type": ["string", "array"]}}),
+        _block("custom_tool_call", {"call_id": {"type": "string"}, "name": {"type": "string"},
+                                    "input": {"type": "string"}}),
+        _block("custom_tool_call_output", {"call_id": {"type": "string"},
+                                           "output": {"type": ["string", "array"]}}),
         {"type": "object", "required": ["type"], "properties": {"type": {
             "enum": ["reasoning", "web_search_call", "item_reference", "compaction"]}}},
     ]},
@@ -109,12 +113,13 @@ SCHEMAS: dict[str, Any] = {
             "tools": _opt("array", items={
                 "type": "object", "required": ["type"],
                 "properties": {"type": {"type": "string"}},
-                "if": {"properties": {"type": {"const": "function"}}},
+                "if": {"properties": {"type": {"enum": ["function", "custom"]}}},
                 "then": {"required": ["name"], "properties": {"name": {"type": "string"}}}}),
             "tool_choice": {"oneOf": [
                 {"type": "null"}, {"enum": ["auto", "none", "required"]},
                 {"type": "object", "required": ["type", "name"],
-                 "properties": {"type": {"const": "function"}, "name": {"type": "string"}}},
+                 "properties": {"type": {"enum": ["function", "custom"]},
+                                "name": {"type": "string"}}},
                 {"type": "object", "required": ["type"],
                  "properties": {"type": {"enum": ["auto", "none", "required"]}}}]},
             "max_output_tokens": _opt("integer", minimum=0, maximum=MAX_INTEGER),

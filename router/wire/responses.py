@@ -26,6 +26,11 @@ from router.wire.messages_check import _is_int
 
 DROPPED_ITEMS = frozenset({"reasoning", "web_search_call", "item_reference", "compaction"})
 TOOL_CHOICES = frozenset({"auto", "none", "required"})
+CALLABLE_TOOLS = frozenset({"function", "custom"})  # tools a Chat backend can call
+# A free-form ("custom") tool, such as Codex's apply_patch, becomes a function tool with one
+# string parameter; its calls go back to the client as custom_tool_call items.
+CUSTOM_PARAMETERS = {"type": "object", "required": ["input"], "properties": {"input": {
+    "type": "string", "description": "The tool's whole free-form input, as text."}}}
 MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
 TEXT_PARTS = frozenset({"input_text", "output_text", "text", "refusal"})
 
@@ -89,11 +94,11 @@ def validate(body: dict[str, Any]) -> None:
         for j, tool in enumerate(tools):
             if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
                 raise _bad(f"'tools[{j}].type' must be a string.", f"tools[{j}].type")
-            if tool["type"] == "function" and not isinstance(tool.get("name"), str):
+            if tool["type"] in CALLABLE_TOOLS and not isinstance(tool.get("name"), str):
                 raise _bad(f"'tools[{j}].name' must be a string.", f"tools[{j}].name")
     choice = body.get("tool_choice")
     if choice is not None and not (isinstance(choice, str) and choice in TOOL_CHOICES) and not (
-            isinstance(choice, dict) and choice.get("type") == "function"
+            isinstance(choice, dict) and choice.get("type") in CALLABLE_TOOLS
             and isinstance(choice.get("name"), str)) and not (
             isinstance(choice, dict) and choice.get("type") in TOOL_CHOICES):
         raise _bad("'tool_choice' must be auto, none, required or "
@@ -142,7 +147,11 @@ def _check_item(item: Any, at: str) -> None:
         for key in ("call_id", "name", "arguments"):
             if not isinstance(item.get(key), str):
                 raise _bad(f"'{at}.{key}' must be a string.", f"{at}.{key}")
-    elif kind == "function_call_output":
+    elif kind == "custom_tool_call":
+        for key in ("call_id", "name", "input"):
+            if not isinstance(item.get(key), str):
+                raise _bad(f"'{at}.{key}' must be a string.", f"{at}.{key}")
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         if not isinstance(item.get("call_id"), str):
             raise _bad(f"'{at}.call_id' must be a string.", f"{at}.call_id")
         if not isinstance(item.get("output"), (str, list)):
@@ -194,16 +203,17 @@ def responses_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     for key in ("temperature", "top_p", "parallel_tool_calls"):
         if body.get(key) is not None:
             chat[key] = body[key]
-    tools = [t for t in body.get("tools") or () if t.get("type") == "function"]
+    tools = [t for t in body.get("tools") or () if t.get("type") in CALLABLE_TOOLS]
     if tools:
         chat["tools"] = [{"type": "function", "function": {
             "name": t["name"], "description": t.get("description") or "",
-            "parameters": t.get("parameters") or {"type": "object", "properties": {}}}}
+            "parameters": CUSTOM_PARAMETERS if t["type"] == "custom"
+            else t.get("parameters") or {"type": "object", "properties": {}}}}
             for t in tools]
         choice = body.get("tool_choice")
         if isinstance(choice, dict):
             choice = ({"type": "function", "function": {"name": choice["name"]}}
-                      if choice["type"] == "function" else choice["type"])
+                      if choice["type"] in CALLABLE_TOOLS else choice["type"])
         if choice is not None:
             chat["tool_choice"] = choice
     fmt = (body.get("text") or {}).get("format")
@@ -232,9 +242,11 @@ def _item_to_chat(item: dict[str, Any], out: list[dict[str, Any]]) -> None:
             out.append({"role": "assistant", "content": _text(item["content"])})
         else:
             out.append({"role": "user", "content": _user_content(item["content"])})
-    elif kind == "function_call":
+    elif kind in ("function_call", "custom_tool_call"):
+        arguments = item["arguments"] if kind == "function_call" else \
+            orjson.dumps({"input": item["input"]}).decode()
         call = {"id": item["call_id"], "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]}}
+                "function": {"name": item["name"], "arguments": arguments}}
         last = out[-1] if out else None
         if last is not None and last["role"] == "assistant":
             # Parallel calls (and a call after the assistant's text) are one Chat turn.
@@ -243,7 +255,7 @@ def _item_to_chat(item: dict[str, Any], out: list[dict[str, Any]]) -> None:
                 last["content"] = None
         else:
             out.append({"role": "assistant", "content": None, "tool_calls": [call]})
-    elif kind == "function_call_output":
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         output = item["output"]
         out.append({"role": "tool", "tool_call_id": item["call_id"],
                     "content": output if isinstance(output, str) else _text(output)})
@@ -283,7 +295,26 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str,
             "name": name, "arguments": arguments}
 
 
-def chat_to_responses_response(chat: dict[str, Any], model: str) -> dict[str, Any]:
+def custom_tools(body: dict[str, Any]) -> frozenset[str]:
+    """Names of the request's free-form (custom) tools, whose calls need custom_tool_call items."""
+    tools = body.get("tools")
+    return frozenset(t["name"] for t in tools if isinstance(t, dict) and t.get("type") == "custom"
+                     ) if isinstance(tools, list) else frozenset()
+
+
+def _custom_item(item_id: str, call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """A custom_tool_call item; its input is the `input` argument the model was asked for."""
+    try:
+        value = orjson.loads(arguments) if arguments else {}
+    except orjson.JSONDecodeError:
+        value = arguments
+    text = value.get("input") if isinstance(value, dict) else value
+    return {"id": item_id, "type": "custom_tool_call", "status": "completed", "call_id": call_id,
+            "name": name, "input": text if isinstance(text, str) else orjson.dumps(text).decode()}
+
+
+def chat_to_responses_response(chat: dict[str, Any], model: str,
+                               custom: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The Responses answer for a Chat Completions answer. Raises ValueError without a choice."""
     choices = chat.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -299,8 +330,9 @@ def chat_to_responses_response(chat: dict[str, Any], model: str) -> dict[str, An
         arguments = function.get("arguments")
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments or {}).decode()
-        output.append(_call_item(f"fc_{base}_{n}", call.get("id") or f"call_{base}_{n}",
-                                 function.get("name") or "", arguments))
+        name, call_id = function.get("name") or "", call.get("id") or f"call_{base}_{n}"
+        output.append(_custom_item(f"ctc_{base}_{n}", call_id, name, arguments) if name in custom
+                      else _call_item(f"fc_{base}_{n}", call_id, name, arguments))
     usage = chat.get("usage") or {}
     status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
     return response_object(f"resp_{base}", model, int(chat.get("created") or time.time()), status,
@@ -308,14 +340,14 @@ def chat_to_responses_response(chat: dict[str, Any], model: str) -> dict[str, An
                                           int(usage.get("completion_tokens") or 0)))
 
 
-def translate_chat_answer(raw: bytes, model: str) -> bytes:
+def translate_chat_answer(raw: bytes, model: str, custom: frozenset[str] = frozenset()) -> bytes:
     try:
         chat = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ValueError("the backend's answer is not JSON") from None
     if not isinstance(chat, dict):
         raise ValueError("the backend's answer is not a JSON object")
-    return orjson.dumps(chat_to_responses_response(chat, model))
+    return orjson.dumps(chat_to_responses_response(chat, model, custom))
 
 
 # -- Chat SSE -> Responses SSE ---------------------------------------------------------------
@@ -331,8 +363,10 @@ class ChatToResponsesStream:
     `failed`. Every event carries `sequence_number`. SSE comments pass through. Loop-only.
     """
 
-    def __init__(self, model: str, input_tokens: int = 0) -> None:
+    def __init__(self, model: str, input_tokens: int = 0,
+                 custom: frozenset[str] = frozenset()) -> None:
         self.model = model
+        self.custom = custom
         self.failed: str | None = None
         self._base = uuid.uuid4().hex[:24]
         self._id = f"resp_{self._base}"
@@ -465,16 +499,21 @@ class ChatToResponsesStream:
             self._close_text(out)
             self._close_call(out)
             index = self._calls[position] = self._open_call = len(self._output)
+            name = function.get("name") or ""
             item = _call_item(f"fc_{self._base}_{index}", call.get("id") or f"call_{self._base}_{index}",
-                              function.get("name") or "", "", "in_progress")
+                              name, "", "in_progress")
             self._output.append(item)
-            self._emit("response.output_item.added", {"output_index": index, "item": item}, out)
+            added = item if name not in self.custom else {
+                "id": item["id"], "type": "custom_tool_call", "status": "in_progress",
+                "call_id": item["call_id"], "name": name, "input": ""}
+            self._emit("response.output_item.added", {"output_index": index, "item": added}, out)
         arguments = function.get("arguments")
         if arguments:
             item = self._output[index]
             item["arguments"] += arguments
-            self._emit("response.function_call_arguments.delta", {
-                "item_id": item["id"], "output_index": index, "delta": arguments}, out)
+            if item["name"] not in self.custom:  # a custom call's input is sent whole at the end
+                self._emit("response.function_call_arguments.delta", {
+                    "item_id": item["id"], "output_index": index, "delta": arguments}, out)
 
     def _close_call(self, out: list[bytes]) -> None:
         if self._open_call is None:
@@ -482,6 +521,13 @@ class ChatToResponsesStream:
         index, self._open_call = self._open_call, None
         item = self._output[index]
         item["status"] = "completed"
+        if item["name"] in self.custom:
+            item = self._output[index] = _custom_item(item["id"], item["call_id"], item["name"],
+                                                      item["arguments"])
+            self._emit("response.custom_tool_call_input.done", {
+                "item_id": item["id"], "output_index": index, "input": item["input"]}, out)
+            self._emit("response.output_item.done", {"output_index": index, "item": item}, out)
+            return
         self._emit("response.function_call_arguments.done", {
             "item_id": item["id"], "output_index": index, "name": item["name"],
             "arguments": item["arguments"]}, out)

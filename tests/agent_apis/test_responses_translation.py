@@ -144,3 +144,36 @@ def test_stream_failure_is_response_failed():
     assert seq[-1]["type"] == "response.failed"
     assert seq[-1]["response"]["status"] == "failed" and seq[-1]["response"]["error"]["message"]
     assert stream.failed
+
+
+def test_custom_tools_round_trip_as_custom_tool_calls():
+    """Codex's free-form tools (apply_patch): a function with one string parameter for the
+    backend, custom_tool_call items for the client, whole and streamed."""
+    body = {"model": "m", "store": False,
+            "tools": [{"type": "custom", "name": "apply_patch", "description": "Patch files."}],
+            "input": [{"role": "user", "content": "fix it"},
+                      {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch",
+                       "input": "*** Begin Patch"},
+                      {"type": "custom_tool_call_output", "call_id": "c1", "output": "Done"}]}
+    rsp.validate(body)
+    chat = rsp.responses_to_chat(body)
+    assert chat["tools"][0]["function"]["parameters"] == rsp.CUSTOM_PARAMETERS
+    assert chat["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"input":"*** Begin Patch"}'
+    assert chat["messages"][2] == {"role": "tool", "tool_call_id": "c1", "content": "Done"}
+    custom = rsp.custom_tools(body)
+    answer = {"choices": [{"finish_reason": "tool_calls", "message": {"content": None, "tool_calls": [
+        {"id": "c2", "function": {"name": "apply_patch", "arguments": '{"input": "*** Begin Patch\\n"}'}}]}}]}
+    [item] = rsp.chat_to_responses_response(answer, "m", custom)["output"]
+    assert (item["type"], item["call_id"], item["input"]) == ("custom_tool_call", "c2", "*** Begin Patch\n")
+    stream = rsp.ChatToResponsesStream("m", custom=custom)
+    raw = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in [
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c2", "function": {
+            "name": "apply_patch", "arguments": '{"input": "*** Be'}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'gin"}'}}]}}]},
+        {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}]) + b"data: [DONE]\n\n"
+    seq = parse_events(stream.feed(raw))
+    kinds = [e["type"] for e in seq]
+    assert "response.function_call_arguments.delta" not in kinds
+    assert seq[kinds.index("response.custom_tool_call_input.done")]["input"] == "*** Begin"
+    [done] = seq[-1]["response"]["output"]
+    assert (done["type"], done["input"]) == ("custom_tool_call", "*** Begin")
