@@ -146,16 +146,22 @@ class OpenCodeBackend:
             isinstance(a, dict) and a.get("name") == self.agent for a in agents)
 
     async def _install_agent(self) -> None:
-        """Install the relay agent through `PATCH /global/config`; set `_agent_ok`/`_agent_error`.
+        """Install the relay agent through `PATCH /global/config`; set `_agent_ok`/`_agent_why`.
 
-        At most one attempt per AGENT_INSTALL_INTERVAL after a failure; concurrent callers wait
-        for the attempt in progress instead of sending their own."""
+        After a failed attempt, the next one waits AGENT_INSTALL_INTERVAL. Concurrent callers
+        wait for the attempt in progress and then see its result (a fresh `GET /agent`), so one
+        install is sent however many requests arrive first; an agent lost later (OpenCode
+        restarted with another home) is installed again at the next catalog refresh."""
         async with self._agent_lock:
-            if self._agent_ok or time.monotonic() - self._agent_tried < AGENT_INSTALL_INTERVAL:
+            if self._agent_why is not None \
+                    and time.monotonic() - self._agent_tried < AGENT_INSTALL_INTERVAL:
                 return
             self._agent_tried = time.monotonic()
             patch = orjson.dumps({"agent": {self.agent: relay_agent_config()}})
             try:
+                if self._lists_agent(await self._json("/agent")):  # installed meanwhile
+                    self._agent_ok, self._agent_why = True, None
+                    return
                 async with self.session.patch(self.url + "/global/config", data=patch,
                                               headers={"Content-Type": "application/json"},
                                               timeout=self._health_timeout) as resp:

@@ -143,3 +143,16 @@ async def test_an_agent_the_user_already_has_is_left_alone(backend_for):
         error = await send(backend)
     assert fake.patches == [] and fake.sessions == 1
     assert "could not create a session" in error.message
+
+
+async def test_an_agent_lost_later_is_installed_again(backend_for):
+    """OpenCode restarted with a fresh home: the next catalog refresh installs the agent again."""
+    fake = FakeOpenCode()
+    async with serve_app(fake.app()) as url:
+        backend = backend_for(url)
+        assert (await backend.check_health()).healthy and len(fake.patches) == 1
+        fake.agents.remove(RELAY_AGENT)
+        assert (await backend.check_health()).healthy
+        error = await send(backend)
+    assert len(fake.patches) == 2 and RELAY_AGENT in fake.agents
+    assert "could not create a session" in error.message
