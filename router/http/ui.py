@@ -44,12 +44,14 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 AGENT_TTL = 5.0  # seconds an agent's /status is reused
 AGENT_NEGATIVE_TTL = 60.0  # seconds a backend that is not an agent is not asked again
-FEED_INTERVAL = 0.25  # at most this many writes per second per dashboard, rows batched between
+FEED_INTERVAL = 0.5  # seconds between batches of rows: at most 2 writes a second per dashboard
+ROW_BACKLOG = 10_000  # rows the pump may fall behind before the decision log drops them for it
+FEED_BACKLOG = 256  # batches a stalled dashboard may fall behind before it misses some
 KEEPALIVE = 15.0
 GONE_CHECK = 1.0  # seconds between checks that an idle dashboard is still connected
 CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; "
        "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
-_CLOSE: dict[str, Any] = {"_event": "close"}
+_CLOSE = b""  # queued to a feed to end it
 
 
 class BackendNotFound(RouterError):
@@ -78,7 +80,7 @@ def _check_admin(request: web.Request, service: RouterService) -> None:
 
 def row_json(row: dict[str, Any]) -> dict[str, Any]:
     """A decision row (live dict or database row) as the page reads it. Pure."""
-    out = {k: v for k, v in row.items() if not k.startswith("_")}
+    out = dict(row)
     created = out.get("created_at")
     if isinstance(created, datetime):
         out["created_at"] = created.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -161,31 +163,67 @@ def agent_url(state: BackendState) -> str:
 
 
 class Dashboard:
-    """Live-feed fan-out and agent access for one app. Created and closed by `_lifecycle`."""
+    """Live-feed fan-out and agent access for one app. Created and closed by `_lifecycle`.
+
+    While at least one feed is open, one pump task holds the decision log's only subscription:
+    it turns each batch of rows into SSE bytes once and hands the same bytes to every feed, at
+    most once per `FEED_INTERVAL`. With no feed open there is no subscription and no pump.
+    """
 
     def __init__(self, service: RouterService) -> None:
         self.service = service
-        self.clients: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.clients: set[asyncio.Queue[bytes]] = set()
         self.closing = False
+        self.dropped = 0
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
         self.probe = AgentProbe(self.session)
         self.agents = AgentClient()
+        self._rows: asyncio.Queue[dict[str, Any]] | None = None
+        self._pump: asyncio.Task[None] | None = None
         service.registry.add_listener(self._on_backend)
         service.gaming.add_listener(self._on_gaming)
 
-    def _push(self, event: dict[str, Any]) -> None:
+    def attach(self) -> asyncio.Queue[bytes]:
+        """A queue of SSE bytes for one feed; the first feed starts the pump."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue(FEED_BACKLOG)
+        self.clients.add(queue)
+        if self._pump is None:
+            self._rows = self.service.decisions.subscribe(max_queue=ROW_BACKLOG)
+            self._pump = asyncio.create_task(self._run(self._rows), name="ui-feed-pump")
+            self._pump.add_done_callback(_log_failure)
+        return queue
+
+    def detach(self, queue: asyncio.Queue[bytes]) -> None:
+        """Forget one feed; the last one stops the pump and the subscription."""
+        self.clients.discard(queue)
+        if not self.clients and self._pump is not None:
+            self._pump.cancel()
+            self._pump = None
+            if self._rows is not None:
+                self.service.decisions.unsubscribe(self._rows)
+                self._rows = None
+
+    async def _run(self, rows: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            batch = [await rows.get()]
+            while not rows.empty():
+                batch.append(rows.get_nowait())
+            self._push(b"".join(_frame("decision", row_json(row)) for row in batch))
+            await asyncio.sleep(FEED_INTERVAL)  # rows arriving meanwhile go in the next batch
+
+    def _push(self, data: bytes) -> None:
         for queue in self.clients:
             try:
-                queue.put_nowait(event)
+                queue.put_nowait(data)
             except asyncio.QueueFull:
-                pass  # a stalled dashboard misses events; the next status poll catches it up
+                self.dropped += 1  # a stalled dashboard misses rows; it never slows the router
 
     async def _on_backend(self, name: str, healthy: bool, error: str | None) -> None:
         self.probe.forget(name)
-        self._push({"_event": "backend", "name": name, "healthy": healthy, "error": error})
+        self._push(_frame("backend", {"name": name, "healthy": healthy, "error": error}))
 
     async def _on_gaming(self, enabled: bool, actor: str, source: str) -> None:
-        self._push({"_event": "gaming", "enabled": enabled, "actor": actor, "source": source})
+        self._push(_frame("gaming", {"enabled": enabled, "actor": actor, "source": source}))
 
     def shutdown(self) -> None:
         """End every live feed (before the server waits for its handlers)."""
@@ -199,8 +237,15 @@ class Dashboard:
                     queue.get_nowait()
 
     async def close(self) -> None:
+        for queue in list(self.clients):
+            self.detach(queue)
         await self.session.close()
         await self.agents.close()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("dashboard feed pump failed", exc_info=task.exception())
 
 
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
@@ -277,8 +322,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """The live feed. Rows recorded while a write is pending go out together (one write per
-    `FEED_INTERVAL` at most), so a busy router costs a dashboard a few writes a second."""
+    """The live feed: the pump's batches as they come, a keep-alive comment when idle."""
     service, dashboard = _dashboard(request)
     try:
         _check_key(request, service)
@@ -287,14 +331,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     await response.prepare(request)
-    queue = service.decisions.subscribe()
-    dashboard.clients.add(queue)
+    queue = dashboard.attach()
     try:
         await response.write(b"event: hello\ndata: {}\n\n")
         quiet = 0.0
         while not dashboard.closing:
             try:
-                first = await asyncio.wait_for(queue.get(), GONE_CHECK)
+                async with asyncio.timeout(GONE_CHECK):
+                    first = await queue.get()
             except TimeoutError:
                 # aiohttp does not cancel a handler whose client left: look, so that a closed
                 # tab stops receiving rows within seconds, not at the next keep-alive.
@@ -306,24 +350,20 @@ async def events(request: web.Request) -> web.StreamResponse:
                     await response.write(b": keepalive\n\n")
                 continue
             quiet = 0.0
-            items = [first]
+            chunks = [first]
             while not queue.empty():
-                items.append(queue.get_nowait())
-            if any(item is _CLOSE for item in items):
+                chunks.append(queue.get_nowait())
+            if _CLOSE in chunks:
                 break
-            await response.write(b"".join(_frame(item) for item in items))
-            await asyncio.sleep(FEED_INTERVAL)
+            await response.write(b"".join(chunks))
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the dashboard went away
     finally:
-        service.decisions.unsubscribe(queue)
-        dashboard.clients.discard(queue)
+        dashboard.detach(queue)
     return response
 
 
-def _frame(item: dict[str, Any]) -> bytes:
-    kind = str(item.get("_event", "decision"))
-    data = row_json(item) if kind == "decision" else {k: v for k, v in item.items() if k != "_event"}
+def _frame(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
