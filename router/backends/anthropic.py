@@ -51,23 +51,30 @@ class AnthropicBackend:
                 timeout=self._timeout, auto_decompress=True)
         return self._session
 
-    def _headers(self) -> dict[str, str]:
-        return {"Content-Type": "application/json", "x-api-key": self._api_key,
-                "anthropic-version": ANTHROPIC_VERSION}
+    def _headers(self, beta: str | None = None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "x-api-key": self._api_key,
+                   "anthropic-version": ANTHROPIC_VERSION}
+        if beta:
+            headers["anthropic-beta"] = beta
+        return headers
 
     async def send(self, path: str, body: dict[str, object], *, stream: bool,
                    headers: dict[str, str]) -> Upstream:
         """`/v1/messages` as sent; `/v1/chat/completions` translated both ways. Other paths
         (completions, embeddings) are refused as retriable, so another backend serves them."""
+        beta = None
         if path == "/v1/messages":
             outgoing: dict[str, object] = body
+            # A native body may use beta fields (Claude Code's context management, say); they
+            # need the client's `anthropic-beta` header, when the router passes it on.
+            beta = headers.get("anthropic-beta")
         elif path == "/v1/chat/completions":
             outgoing = upstream.chat_to_messages_request(body)
         else:
             raise UpstreamError(f"backend {self.name} (Anthropic) does not serve {path}")
         try:
             response = await self.session.post(self.url + "/v1/messages", data=orjson.dumps(outgoing),
-                                               headers=self._headers())
+                                               headers=self._headers(beta))
         except TimeoutError:
             raise UpstreamError(f"backend {self.name} timed out before answering") from None
         except aiohttp.ClientConnectorError as exc:

@@ -28,6 +28,9 @@ from router.errors import RouterError
 from router.wire.messages_check import parse as parse, validate as validate  # re-exported
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; Chat bodies often leave it out
+# Claude Code opens its system prompt with an attribution block that changes on every request;
+# left in, it defeats a local backend's prefix cache (the whole prompt is recomputed each turn).
+BILLING_HEADER = "x-anthropic-billing-header:"
 
 STOP_TO_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                   "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter",
@@ -94,7 +97,9 @@ def messages_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(system, str) and system:
         messages.append({"role": "system", "content": system})
     elif isinstance(system, list) and system:
-        messages.append({"role": "system", "content": "\n\n".join(b["text"] for b in system)})
+        texts = [b["text"] for b in system if not b["text"].startswith(BILLING_HEADER)]
+        if texts:
+            messages.append({"role": "system", "content": "\n\n".join(texts)})
     for message in body["messages"]:
         if message["role"] == "user":
             _user_to_chat(message["content"], messages)

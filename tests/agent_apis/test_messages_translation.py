@@ -22,6 +22,9 @@ def chat_of(**fields):
     ({"system": [{"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}},
                  {"type": "text", "text": "B"}]},
      {"messages": [{"role": "system", "content": "A\n\nB"}, USER]}),
+    ({"system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.3; cch=1f;"},
+                 {"type": "text", "text": "You are Claude Code."}]},  # the per-request block goes
+     {"messages": [{"role": "system", "content": "You are Claude Code."}, USER]}),
     ({"stop_sequences": ["END"], "temperature": 0.2, "top_p": 0.9},
      {"stop": ["END"], "temperature": 0.2, "top_p": 0.9}),
     ({"stream": True}, {"stream": True, "stream_options": {"include_usage": True}}),
