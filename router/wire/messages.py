@@ -282,6 +282,17 @@ def translate_chat_answer(raw: bytes, model: str) -> bytes:
     return orjson.dumps(chat_to_messages_response(chat, model))
 
 
+def call_position(call: dict[str, Any], seen: dict[int, int]) -> int:
+    """The Chat `tool_calls[].index` of a streamed call delta. Some backends leave `index` out:
+    then a delta with a new id starts the next call and one without continues the last."""
+    index = call.get("index")
+    if isinstance(index, int):
+        return index
+    if call.get("id") or not seen:
+        return len(seen)
+    return max(seen)
+
+
 def sse_data(buffer: bytes) -> tuple[list[bytes], bytes]:
     """Split whole lines off `buffer`: (complete lines, the unfinished rest)."""
     cut = buffer.rfind(b"\n") + 1

@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from router.wire.messages import _new_id, _stop_reason, error_event, sse_data, sse_event
+from router.wire.messages import (_new_id, _stop_reason, call_position, error_event, sse_data,
+                                  sse_event)
 
 class ChatToMessagesStream:
     """Chat Completions SSE bytes in, Anthropic Messages SSE bytes out, in Anthropic's order:
@@ -132,7 +133,7 @@ class ChatToMessagesStream:
                                                      "delta": {"type": "text_delta", "text": text}}))
 
     def _tool(self, call: dict[str, Any], out: list[bytes]) -> None:
-        position = call.get("index", len(self._tools))
+        position = call_position(call, self._tools)
         function = call.get("function") or {}
         index = self._tools.get(position)
         if index is None:

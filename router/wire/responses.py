@@ -21,7 +21,7 @@ import orjson
 
 from router.errors import BadRequest, RouterError, body_for, error_body
 from router.wire.chat import MAX_INTEGER, decode_object
-from router.wire.messages import sse_data
+from router.wire.messages import call_position, sse_data
 from router.wire.messages_check import _is_int
 
 DROPPED_ITEMS = frozenset({"reasoning", "web_search_call", "item_reference", "compaction"})
@@ -492,7 +492,7 @@ class ChatToResponsesStream:
         self._emit("response.output_item.done", {"output_index": index, "item": item}, out)
 
     def _delta_call(self, call: dict[str, Any], out: list[bytes]) -> None:
-        position = call.get("index", len(self._calls))
+        position = call_position(call, self._calls)
         function = call.get("function") or {}
         index = self._calls.get(position)
         if index is None:

@@ -219,3 +219,16 @@ def test_reverse_stream_translates_tool_use_and_error():
     failing = up.MessagesToChatStream("m")
     failing.feed(ev("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
     assert failing.failed == "Overloaded"
+
+
+def test_stream_tool_calls_without_index():
+    """Some backends leave `index` out of tool-call deltas: ids tell the calls apart."""
+    stream = ChatToMessagesStream("m")
+    out = stream.feed(chat_sse(
+        {"choices": [{"delta": {"tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "{"}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"function": {"arguments": "}"}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"id": "b", "function": {"name": "g", "arguments": "{}"}}]}}]},
+        {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}))
+    starts = [d["content_block"]["id"] for n, d in events(out) if n == "content_block_start"]
+    assert starts == ["a", "b"]
+    assert [d["index"] for n, d in events(out) if n == "content_block_delta"] == [0, 0, 1]
