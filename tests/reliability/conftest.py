@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -92,8 +91,11 @@ def blackhole() -> Iterator[str]:
     server.bind(("127.0.0.1", 0))
     server.listen(0)
     port = server.getsockname()[1]
-    fillers = []
-    for _ in range(3):
+    # One completed handshake fills the accept queue of backlog 0 (the connect returns once it
+    # is queued, so no waiting is needed); later SYNs are dropped, as the extra fillers show.
+    first = socket.create_connection(("127.0.0.1", port), timeout=10)
+    fillers = [first]
+    for _ in range(2):
         filler = socket.socket()
         filler.setblocking(False)
         try:
@@ -101,7 +103,6 @@ def blackhole() -> Iterator[str]:
         except BlockingIOError:
             pass
         fillers.append(filler)
-    time.sleep(0.05)  # let the kernel queue the fillers' handshakes
     yield f"http://127.0.0.1:{port}"
     for sock in (*fillers, server):
         sock.close()
