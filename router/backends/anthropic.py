@@ -147,13 +147,12 @@ class AnthropicBackend:
                             latency_ms=latency)
 
     def resolve_model(self, hint: str | None, models: tuple[ModelInfo, ...]) -> str:
-        """A served id or any `claude-…` id as asked; otherwise the first configured model."""
+        """A served id or any `claude-…` id as asked; otherwise the first configured model, or
+        DEFAULT_MODEL (not the first listed one: Anthropic lists its newest, priciest first)."""
         ids = [m.id for m in models]
         if hint and (hint in ids or hint.startswith("claude-")):
             return hint
-        if self._models:
-            return self._models[0]
-        return ids[0] if ids else DEFAULT_MODEL
+        return self._models[0] if self._models else DEFAULT_MODEL
 
     async def close(self) -> None:
         if self._session is not None:
