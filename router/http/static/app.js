@@ -532,7 +532,7 @@ async function start() {
   connectFeed();
   loadCharts();
   loadModels();
-  setInterval(refreshStatus, 5000);
+  setInterval(refreshStatus, 10000); // up/down and gaming changes arrive at once on the feed
   setInterval(loadCharts, 60000);
 }
 
