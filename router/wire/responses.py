@@ -384,10 +384,9 @@ class ChatToResponsesStream:
         self._completion = 0
 
     def _emit(self, kind: str, payload: dict[str, Any], out: list[bytes]) -> None:
-        payload["type"] = kind
-        payload["sequence_number"] = self._seq
+        event = {"type": kind, **payload, "sequence_number": self._seq}  # "type" first, as sent
         self._seq += 1
-        out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n")
+        out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n")
 
     def _response(self, status: str, error: dict[str, Any] | None = None) -> dict[str, Any]:
         usage = _usage(self._input, self._completion) if status != "in_progress" else None
