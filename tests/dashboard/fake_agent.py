@@ -23,6 +23,7 @@ class FakeAgent(FakeUpstream):
         self.status_calls = 0
         self.loads: list[str] = []
         self.stops = 0
+        self._agent_runner: web.AppRunner | None = None  # own start/stop: not the base's internals
 
     async def start(self, port: int = 0) -> FakeAgent:
         app = web.Application()
@@ -33,12 +34,17 @@ class FakeAgent(FakeUpstream):
         app.router.add_post("/gaming-mode", self._gaming)
         app.router.add_post("/models/{id}/load", self._load)
         app.router.add_post("/stop-all", self._stop_all)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        self._agent_runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._agent_runner.setup()
+        site = web.TCPSite(self._agent_runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
+
+    async def stop(self) -> None:
+        if self._agent_runner is not None:
+            await self._agent_runner.cleanup()
+            self._agent_runner = None
 
     def _agent_status(self) -> dict[str, Any]:
         return {"gaming_mode": bool(self.gaming_mode), "safe_to_game": None,
