@@ -161,3 +161,35 @@ async def test_api_key_prompt_when_keys_are_set(
     await expect(dialog).to_be_hidden()
     await expect(page.locator('[data-backend="3070"] .badge')).to_have_text("Available")
     await expect(page.locator("#live")).to_have_text("live")
+
+
+async def test_phone_width_keyboard_and_labels(
+        make_router: RouterFactory, agents: dict[str, FakeUpstream], browser: Browser) -> None:
+    router = await make_router({**backend_env(agents), "ROUTER_ADMIN_TOKEN": ADMIN})
+    watched = await open_page(browser, f"{router.url}/ui", width=375, height=740, dark=True)
+    page = watched.page
+    await expect(page.locator('[data-backend="3090"] .badge')).to_have_text("Available",
+                                                                           timeout=10_000)
+    await expect(page.locator("#chart-requests")).to_contain_text("No requests")
+    # Nothing wider than the phone: the page itself never scrolls sideways.
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    # Every control has an accessible name.
+    unnamed = await page.evaluate("""() => [...document.querySelectorAll(
+            'button, input, select, textarea')].filter(e => e.offsetParent !== null).filter(e =>
+        !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+        && !e.textContent.trim()).map(e => e.outerHTML)""")
+    assert unnamed == []
+    # The keyboard reaches the gaming switch and toggles it (refused here: no token yet).
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Skip to the decision feed")).to_be_focused()
+    toggle = page.get_by_role("switch", name="Gaming mode on")
+    for _ in range(10):
+        if await toggle.evaluate("e => e === document.activeElement"):
+            break
+        await page.keyboard.press("Tab")
+    await expect(toggle).to_be_focused()
+    await page.keyboard.press("Space")
+    await expect(page.locator("#admin-message")).to_contain_text("Refused")
+    # Dark mode follows the system.
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(16, 18, 22)"
