@@ -8,7 +8,7 @@ next candidate until the first byte reaches the client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,7 +45,7 @@ class Upstream:
     chunks: AsyncIterator[bytes]
     release: Callable[[], Awaitable[None]]
     model: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names are found
 
 
 class Backend(Protocol):

@@ -95,7 +95,8 @@ class OpenAIBackend:
 
         return Upstream(status=response.status,
                         content_type=response.headers.get("Content-Type", "application/json"),
-                        chunks=_chunks(self.name, response, stream), release=release)
+                        chunks=_chunks(self.name, response, stream), release=release,
+                        headers=response.headers)
 
     async def _send_http1(self, pool: http1.Pool, path: str, body: dict[str, object],
                           stream: bool, headers: dict[str, str]) -> Upstream:
@@ -123,7 +124,8 @@ class OpenAIBackend:
 
         return Upstream(status=response.status,
                         content_type=response.headers.get("content-type", "application/json"),
-                        chunks=_http1_chunks(self.name, response, stream), release=release)
+                        chunks=_http1_chunks(self.name, response, stream), release=release,
+                        headers=response.headers)
 
     async def check_health(self) -> HealthReport:
         started = time.perf_counter()

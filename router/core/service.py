@@ -26,6 +26,7 @@ from router.core import tokens
 from router.core.gaming import GamingMode
 from router.core.policy import Decision, Features, RuleSet, decide, is_complex
 from router.core.registry import BackendRegistry, BackendState
+from router.core.waiting import Keepalive, Notify, first_chunk, start_timeout_of
 from router.errors import (
     ContextLengthExceeded,
     NoBackendAvailable,
@@ -38,6 +39,7 @@ from router.metrics import Metrics
 from router.settings import Settings, redact_url
 from router.store.decision_log import DecisionLog
 from router.wire import chat as req
+from router.wire.assemble import StreamAssembler
 from router.wire.sse import SSEText, checked
 from router.wire.usage import UsageMeter
 
@@ -214,16 +216,19 @@ class RouterService:
 
     async def open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
                    headers: Mapping[str, str] | None = None, *,
-                   native: NativeRequest | None = None) -> Routed:
+                   native: NativeRequest | None = None, notify: Notify | None = None) -> Routed:
         """Plan and open the request, falling back before the first byte.
 
+        While it waits for a first byte, `notify` (if given) is called every `STREAM_KEEPALIVE`
+        seconds with the progress; its notes have all finished when `open` returns or raises.
         Raises RouterError; in that case the decision row is already recorded. A cancellation
         (client gone, shutdown past its grace, the bot giving up) records a 499 row and any other
         unexpected error a 500 row before it propagates, so no routed request goes unlogged.
         """
         started = time.perf_counter()
+        keepalive = Keepalive(notify, self.settings.stream_keepalive) if notify else None
         try:
-            return await self._open(endpoint, body, row, headers, started, native)
+            return await self._open(endpoint, body, row, headers, started, native, keepalive)
         except BaseException as exc:
             if "status_code" not in row:  # not recorded yet: cancelled, or a router bug
                 if isinstance(exc, asyncio.CancelledError):
@@ -232,10 +237,13 @@ class RouterService:
                     self.finish_row(row, 500, f"router error before the first byte: "
                                     f"{type(exc).__name__}: {exc}", started)
             raise
+        finally:
+            if keepalive is not None:
+                await keepalive.drain()
 
     async def _open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
                     headers: Mapping[str, str] | None, started: float,
-                    native: NativeRequest | None = None) -> Routed:
+                    native: NativeRequest | None, keepalive: Keepalive | None) -> Routed:
         try:
             planned = await self.plan(endpoint, body, headers, source=row.get("source", "api"),
                                       client=row.get("client"))
@@ -259,11 +267,7 @@ class RouterService:
         failures: list[dict[str, str]] = []
         last: UpstreamError | None = None
         stream = bool(body.get("stream"))
-        # A non-streaming answer arrives whole, so its "first byte" is the end of generation:
-        # give it the read timeout, not the first-token deadline meant for streams.
-        deadline = self.settings.first_byte_timeout
-        if not stream:
-            deadline = max(deadline, self.settings.read_timeout)
+        silence = self.settings.first_byte_timeout
         for attempt, name in enumerate(decision.candidates):
             state = planned.states[name]
             hint = planned.hint if name == planned.target_backend else None
@@ -277,14 +281,27 @@ class RouterService:
                 path, source_body, is_native = native.path, native.body, True
             outgoing, clamped = self._outgoing(state, source_body, model, planned.estimated_tokens)
             row["max_tokens_clamped"] = clamped
+            # A non-streaming answer would arrive whole, after the generation: silence could not
+            # tell a hung backend from a long answer. Stream it upstream and assemble the JSON.
+            assemble = not stream and not is_native and path in ASSEMBLED \
+                and state.spec is not None and state.spec.kind in STREAMING_KINDS
+            if assemble:
+                outgoing.update(stream=True, stream_options={"include_usage": True})
+            deadline = silence if stream or assemble else max(silence, self.settings.read_timeout)
+            if keepalive is not None:
+                keepalive.watch(name, state.label)
             state.active += 1
             try:
-                # asyncio.timeout, not wait_for: no extra task per request on Python 3.11.
-                async with asyncio.timeout(deadline):
-                    upstream, first = await self._first_bytes(state.client, path, outgoing,
-                                                              stream, out_headers)
+                upstream, first = await self._first_bytes(state.client, path, outgoing,
+                                                          stream or assemble, out_headers,
+                                                          deadline, keepalive)
+                ttft = time.perf_counter()
+                if assemble:
+                    first = await self._assemble(name, upstream, first, ASSEMBLED[path])
+                    upstream = Upstream(upstream.status, "application/json", _nothing(),
+                                        _released, headers=upstream.headers)
             except TimeoutError:
-                last = UpstreamError(f"backend {name} sent nothing within {deadline:g}s")
+                last = UpstreamError(f"backend {name} sent nothing for {deadline:g}s (hung)")
             except UpstreamError as exc:
                 last = exc
             except Exception as exc:  # a backend bug must not skip the fallback or the row
@@ -294,7 +311,7 @@ class RouterService:
                 state.active -= 1
                 raise
             else:
-                row["ttft_ms"] = round((time.perf_counter() - started) * 1000, 2)
+                row["ttft_ms"] = round((ttft - started) * 1000, 2)
                 routed = Routed(self, row, upstream, first, name, model, decision.reason,
                                 started, native=is_native, state=state, clamped=clamped)
                 routed.meter.feed(first)
@@ -339,34 +356,62 @@ class RouterService:
         return outgoing, clamped
 
     async def _first_bytes(self, client: Backend, endpoint: str, body: dict[str, Any],
-                           stream: bool, headers: dict[str, str]) -> tuple[Upstream, bytes]:
-        try:
-            upstream = await client.send(endpoint, body, stream=stream, headers=headers)
-        except StreamBroken as exc:  # e.g. OpenCode's event stream ending before any output
-            raise UpstreamError(str(exc)) from None
-        if stream:
-            if not upstream.content_type.startswith("text/event-stream"):
+                           stream: bool, headers: dict[str, str], deadline: float,
+                           keepalive: Keepalive | None) -> tuple[Upstream, bytes]:
+        """Send and wait for the first chunk that commits the answer (not the agent's notes).
+
+        Raises UpstreamError (TimeoutError after `deadline` seconds of silence); the upstream
+        is released on every failure.
+        """
+        # asyncio.timeout, not wait_for: no extra task per request on Python 3.11.
+        async with asyncio.timeout(deadline) as timer:
+            try:
+                upstream = await client.send(endpoint, body, stream=stream, headers=headers)
+            except StreamBroken as exc:  # e.g. OpenCode's event stream ending before any output
+                raise UpstreamError(str(exc)) from None
+            try:
+                if stream:
+                    if not upstream.content_type.startswith("text/event-stream"):
+                        head = await anext(upstream.chunks, b"")
+                        raise UpstreamError(f"backend {client.name} answered HTTP "
+                                            f"{upstream.status} to a stream with "
+                                            f"{upstream.content_type!r}, not an event stream "
+                                            f"({_snippet(head)!r})", code=INVALID_ANSWER)
+                    upstream.chunks = checked(client.name, upstream.chunks)
+                    first = await first_chunk(client.name, upstream.chunks, timer, deadline,
+                                              start_timeout_of(upstream.headers), keepalive)
+                else:
+                    first = await anext(upstream.chunks, b"")
+                if not first:
+                    raise UpstreamError(f"backend {client.name} closed the response without a body")
+                problem = _not_openai(first, stream, upstream.content_type)
+                if problem is not None:
+                    raise UpstreamError(f"backend {client.name} answered HTTP {upstream.status} "
+                                        f"with {problem}", code=INVALID_ANSWER)
+            except StreamBroken as exc:
                 await upstream.release()
-                raise UpstreamError(f"backend {client.name} answered a streaming request with "
-                                    f"{upstream.content_type!r} instead of an event stream")
-            upstream.chunks = checked(client.name, upstream.chunks)
-        try:
-            first = await anext(upstream.chunks, b"")
-        except StreamBroken as exc:
-            await upstream.release()
-            raise UpstreamError(str(exc)) from None
-        except BaseException:
-            await upstream.release()
-            raise
-        if not first:
-            await upstream.release()
-            raise UpstreamError(f"backend {client.name} closed the response without a body")
-        problem = _not_openai(first, stream, upstream.content_type)
-        if problem is not None:
-            await upstream.release()
-            raise UpstreamError(f"backend {client.name} answered HTTP {upstream.status} with "
-                                f"{problem}", code=INVALID_ANSWER)
+                raise UpstreamError(str(exc)) from None
+            except BaseException:
+                await upstream.release()
+                raise
         return upstream, first
+
+    async def _assemble(self, name: str, upstream: Upstream, first: bytes, chat: bool) -> bytes:
+        """The whole answer of a stream sent upstream for a non-streaming client, as JSON.
+
+        Raises UpstreamError when the stream breaks: nothing has reached the client yet, so the
+        next candidate may still answer.
+        """
+        assembler = StreamAssembler(chat)
+        try:
+            assembler.feed(first)
+            async for chunk in upstream.chunks:
+                assembler.feed(chunk)
+        except StreamBroken as exc:
+            raise UpstreamError(f"backend {name} failed mid-answer: {exc}") from None
+        finally:
+            await upstream.release()
+        return orjson.dumps(assembler.result())
 
     @staticmethod
     def _upstream_error(last: UpstreamError, failures: list[str]) -> RouterError:
@@ -546,6 +591,18 @@ class ReloadResult:
 
 
 INVALID_ANSWER = "invalid_answer"  # UpstreamError.code: a body that is not an OpenAI answer
+# Non-streaming requests sent upstream as streams (path -> is it chat), for these kinds.
+ASSEMBLED = {"/v1/chat/completions": True, "/v1/completions": False}
+STREAMING_KINDS = frozenset({"openai", "agent"})
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing
+
+
+async def _released() -> None:
+    """The release of an upstream that was already released (an assembled answer)."""
 
 
 class _RowBudget:
@@ -595,8 +652,13 @@ def _not_openai(first: bytes, stream: bool, content_type: str) -> str | None:
         if head[:1] in (b"{", b"["):
             return None
         what = f"a {content_type.partition(';')[0] or 'non-JSON'} body, not JSON"
-    snippet = head[:80].decode("utf-8", "replace").splitlines()[0] if head else ""
-    return f"{what} ({snippet!r})"
+    return f"{what} ({_snippet(head)!r})"
+
+
+def _snippet(body: bytes) -> str:
+    """The first line of `body`, shortened, for an error message."""
+    lines = body.lstrip()[:80].decode("utf-8", "replace").splitlines()
+    return lines[0] if lines else ""
 
 
 def _is_openai_error(body: bytes) -> bool:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
+
+from tests.helpers import serve_app
 
 
 class FakeUpstream:
@@ -27,6 +30,7 @@ class FakeUpstream:
         self.fail_code: str | None = None
         self.die_after = 2
         self.delay = 0.0  # seconds before answering (a slow, whole generation)
+        self.chunk_delay = 0.001  # seconds between streamed events
         self.pause_after: int | None = None  # stream this many chunks, then wait for `resume`
         self.resume = asyncio.Event()
         self.healthy = True
@@ -37,7 +41,7 @@ class FakeUpstream:
         self.received = asyncio.Event()
         self.release = asyncio.Event()
         self.gaming_posts: list[bool] = []
-        self._runner: web.AppRunner | None = None
+        self._served: AsyncExitStack | None = None
         self.port = 0
 
     @property
@@ -53,17 +57,17 @@ class FakeUpstream:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/status", self._status)
         app.router.add_post("/gaming-mode", self._gaming)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._served = AsyncExitStack()
+        url = await self._served.enter_async_context(serve_app(app, port=port,
+                                                               shutdown_timeout=0.1))
+        self.port = int(url.rpartition(":")[2])
         return self
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        """Stop serving (`start(port)` may serve again, on the same port)."""
+        if self._served is not None:
+            await self._served.aclose()
+            self._served = None
 
     async def _health(self, _r: web.Request) -> web.Response:
         return web.Response(status=200 if self.healthy else 503)
@@ -140,9 +144,23 @@ class FakeUpstream:
                          "model": body["model"],
                          "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
                 await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-                await asyncio.sleep(0.001)
+                await asyncio.sleep(self.chunk_delay)
+            finish = "stop"
+            if body.get("tools"):  # like vLLM: the call's arguments arrive in pieces
+                finish = "tool_calls"
+                name = body["tools"][0]["function"]["name"]
+                pieces = [{"index": 0, "id": "call_1", "type": "function",
+                           "function": {"name": name, "arguments": ""}},
+                          {"index": 0, "function": {"arguments": "{\"city\": "}},
+                          {"index": 0, "function": {"arguments": "\"Oslo\"}"}}]
+                for piece in pieces:
+                    chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                             "created": created, "model": body["model"],
+                             "choices": [{"index": 0, "delta": {"tool_calls": [piece]},
+                                          "finish_reason": None}]}
+                    await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
             final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
-                     "model": body["model"], "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                     "model": body["model"], "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
             await response.write(b"data: " + json.dumps(final).encode() + b"\n\n")
             if include_usage:
                 tail = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
@@ -154,14 +172,24 @@ class FakeUpstream:
             raise
         return response
 
-    async def _completions(self, request: web.Request) -> web.Response:
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await self._take(request)
         if isinstance(body, web.Response):
             return body
-        return web.json_response({"id": "cmpl-fake", "object": "text_completion", "created": 0,
-                                  "model": body["model"],
-                                  "choices": [{"index": 0, "text": " done", "finish_reason": "stop"}],
-                                  "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+        usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+        answer = {"id": "cmpl-fake", "object": "text_completion", "created": 0,
+                  "model": body["model"],
+                  "choices": [{"index": 0, "text": " done", "finish_reason": "stop"}]}
+        if not body.get("stream"):
+            return web.json_response({**answer, "usage": usage})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: " + json.dumps(answer).encode() + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            tail = {**answer, "choices": [], "usage": usage}
+            await response.write(b"data: " + json.dumps(tail).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await self._take(request)

@@ -55,9 +55,11 @@ async def test_bad_answer_to_a_stream_before_the_first_byte_falls_back(make_rout
     await _still_serving(router)
 
 
-@pytest.mark.parametrize("mode,words", [("garbage", "'text/html; charset=utf-8' instead of an event stream"),
-                                        ("malformed_first", "not JSON")])
-async def test_bad_stream_from_the_only_backend_is_a_prompt_503(make_router, tricky, mode, words):
+@pytest.mark.parametrize("mode,words,status", [
+    ("garbage", "'text/html; charset=utf-8', not an event stream ('<html>this is not json", 502),
+    ("malformed_first", "not JSON", 503)])
+async def test_bad_stream_from_the_only_backend_is_a_prompt_error(make_router, tricky, mode, words,
+                                                                  status):
     # Timeouts far beyond the test's bound: the 503 must come from what the backend sent,
     # not from waiting for a timeout.
     router = await make_router({**backend_env(tricky, "3070"), "FIRST_BYTE_TIMEOUT": "600",
@@ -66,10 +68,10 @@ async def test_bad_stream_from_the_only_backend_is_a_prompt_503(make_router, tri
     async with _client(router) as client, asyncio.timeout(60):
         with pytest.raises(openai.APIStatusError) as info:
             await client.chat.completions.create(model="auto", messages=HELLO, stream=True)
-    assert info.value.status_code == 503
+    assert info.value.status_code == status
     assert info.value.body["code"] == "upstream_error" and words in info.value.body["message"]
     [row] = await decision_rows(router)
-    assert row.status_code == 503 and row.backend == "3070" and words in row.error
+    assert row.status_code == status and row.backend == "3070" and words in row.error
 
 
 async def test_malformed_event_mid_stream_ends_with_error_event_and_502_row(make_router, tricky):

@@ -114,7 +114,8 @@ async def test_a_200_that_is_not_json_falls_back(make_router, upstreams):
     [row] = await decision_rows(router)
     assert (row.backend, row.fallback_attempts, row.status_code) == ("3090", 1, 200)
     [failure] = json.loads(row.failures)
-    assert failure["backend"] == "3070" and "not JSON" in failure["error"]
+    assert failure["backend"] == "3070" and "'text/html" in failure["error"]
+    assert "<html>this is not json" in failure["error"]
 
 
 async def test_a_200_that_is_not_json_with_no_other_candidate_is_a_502(make_router, upstreams):
@@ -155,12 +156,29 @@ async def test_client_disconnect_mid_stream_cancels_upstream(make_router, upstre
     assert rows[0].status_code == 499 and "disconnected" in rows[0].error
 
 
-async def test_non_streaming_answer_gets_the_read_timeout_not_the_first_token_deadline(make_router, upstreams):
-    """A whole answer arrives only when generation ends; the short stream deadline must not cut it."""
-    router = await make_router(backend_env(upstreams), first_byte_timeout=0.2, read_timeout=5)
-    upstreams["3070"].delay = 0.6
+async def test_a_long_non_streaming_answer_is_not_mistaken_for_a_hang(make_router, upstreams):
+    """The router streams a non-streaming request upstream: tokens prove the backend alive, so
+    an answer taking longer than FIRST_BYTE_TIMEOUT is not cut, and is assembled into JSON."""
+    router = await make_router(backend_env(upstreams), first_byte_timeout=0.3, read_timeout=5)
+    upstreams["3070"].chunk_delay = 0.25  # five events: over a second in all
     async with await _client(router) as client:
         raw = await client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
     assert raw.headers["x-routed-backend"] == "3070"
+    answer = raw.parse()
+    assert answer.choices[0].message.content == "tok0 tok1 tok2 tok3 tok4 "
+    assert answer.usage is not None and answer.usage.completion_tokens == 5
+    assert upstreams["3070"].requests[0]["stream"] is True
     [row] = await decision_rows(router)
-    assert row.fallback_attempts == 0
+    assert (row.fallback_attempts, row.stream, row.completion_tokens) == (0, False, 5)
+
+
+async def test_a_hung_backend_fails_over_for_non_streaming_requests_too(make_router, upstreams):
+    """Silent for FIRST_BYTE_TIMEOUT: hung, whether the client streams or not (the read
+    timeout, meant for a long generation, is far beyond the test's own bound)."""
+    router = await make_router(backend_env(upstreams), first_byte_timeout=1, read_timeout=600)
+    upstreams["3070"].mode = "hang"
+    async with await _client(router) as client, asyncio.timeout(60):
+        raw = await client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
+    assert raw.headers["x-routed-backend"] == "3090"
+    [row] = await decision_rows(router)
+    assert row.fallback_attempts == 1 and "hung" in row.failures

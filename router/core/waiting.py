@@ -1,0 +1,154 @@
+"""Waiting for a backend's first byte without silence: keep-alive notes, starting versus hung.
+
+A model started on demand takes a minute or more; clients and proxies give up after 30-60 s of
+silence. While the router waits for a candidate's first byte it calls the caller's `notify`
+every `interval` seconds (the HTTP handler writes an SSE comment, the bot edits its reply).
+`Keepalive` costs one timer per request and no task unless a note falls due.
+
+The inference agent streams comment lines (`: model <id> starting (<s> s)`) while vLLM starts
+(docs/agent.md). `first_chunk()` reads past them: each one proves the backend alive, so the
+silence deadline (`FIRST_BYTE_TIMEOUT`) moves on, up to the agent's start timeout; a backend
+that says nothing at all is hung and failed over at the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+
+from router.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+AGENT_NOTE = b": model "
+START_TIMEOUT_HEADER = "x-model-start-timeout"
+MODEL_STATE_HEADER = "x-model-state"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a waiting caller is told: which backend, for how long, and what it says."""
+
+    backend: str
+    label: str
+    elapsed: float
+    detail: str | None  # the agent's note, e.g. "model qwen2.5-14b starting (12.0 s)"
+
+    def text(self) -> str:
+        if self.detail:
+            return f"{self.label}: {self.detail}; waiting {self.elapsed:.0f} s"
+        return f"waiting for {self.label} ({self.elapsed:.0f} s)"
+
+
+Notify = Callable[[Progress], Awaitable[None]]
+
+
+class Keepalive:
+    """Calls `notify` every `interval` seconds until `stop()`. Loop-only; one per request.
+
+    Notes run as tracked tasks (a slow client write never delays the upstream read); `drain()`
+    waits for those in flight, so the caller can write the answer after them.
+    """
+
+    def __init__(self, notify: Notify, interval: float) -> None:
+        self._notify = notify
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self._started = time.monotonic()
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(interval, self._fire)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.backend = ""
+        self.label = ""
+        self.detail: str | None = None
+        self.notes = 0
+
+    def watch(self, backend: str, label: str) -> None:
+        """The candidate now being waited for."""
+        self.backend, self.label, self.detail = backend, label, None
+
+    def _fire(self) -> None:
+        self.notes += 1
+        progress = Progress(self.backend, self.label, time.monotonic() - self._started, self.detail)
+        task = self._loop.create_task(self._send(progress))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._handle = self._loop.call_later(self._interval, self._fire)
+
+    async def _send(self, progress: Progress) -> None:
+        try:
+            await self._notify(progress)
+        except (ConnectionError, RuntimeError) as exc:  # the client left; the request ends
+            log.debug("keep-alive note not delivered: %s", exc)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    async def drain(self) -> None:
+        """Stop and wait for notes being written."""
+        self.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def first_chunk(name: str, chunks: AsyncIterator[bytes], timer: asyncio.Timeout,
+                      silence: float, start_timeout: float | None,
+                      keepalive: Keepalive | None) -> bytes:
+    """The first chunk that is not only the agent's comments (b"" if the body ended).
+
+    Every comment chunk moves `timer` to `silence` seconds from now, capped at `start_timeout`
+    from the first one. Raises UpstreamError for an error event sent before any content (a
+    model that failed to start: nothing was committed, so the caller may fall back).
+    """
+    loop = asyncio.get_running_loop()
+    cap: float | None = None
+    while True:
+        chunk = await anext(chunks, b"")
+        if not chunk.startswith(b":") or not _only_comments(chunk):
+            break
+        if cap is None:
+            cap = loop.time() + (start_timeout or silence) + silence
+        if keepalive is not None and AGENT_NOTE in chunk:
+            line = chunk[chunk.rfind(AGENT_NOTE):].split(b"\n", 1)[0]
+            keepalive.detail = line[2:].decode("utf-8", "replace").strip()
+        timer.reschedule(min(loop.time() + silence, cap))
+    _raise_error_event(name, chunk)
+    return chunk
+
+
+def start_timeout_of(headers: object) -> float | None:
+    """The agent's start timeout from a starting stream's headers, else None."""
+    get = getattr(headers, "get", None)
+    if get is None or get(MODEL_STATE_HEADER, get("X-Model-State")) != "starting":
+        return None
+    value = get(START_TIMEOUT_HEADER, get("X-Model-Start-Timeout"))
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _only_comments(chunk: bytes) -> bool:
+    return all(not line or line.startswith(b":") for line in chunk.split(b"\n"))
+
+
+def _raise_error_event(name: str, chunk: bytes) -> None:
+    start = chunk.find(b"data:")
+    if start < 0 or not chunk[start + 5:start + 40].lstrip().startswith(b'{"error"'):
+        return
+    line = chunk[start + 5:].split(b"\n", 1)[0]
+    try:
+        error = orjson.loads(line)["error"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return
+    if not isinstance(error, dict):
+        return
+    code = error.get("code") if isinstance(error.get("code"), str) else None
+    raise UpstreamError(f"backend {name} failed before answering: {error.get('message')}",
+                        status=503, code=code)
