@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen, profile_summary, targets, tokens_bench
+from bench import agent_apis, loadgen, profile_summary, targets, tokens_bench
 from bench.loadgen import Target, median, percentile
 from bench.report import Row, check, ms, ratio, table
 
@@ -293,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_litellm:
             by_name["litellm"] = litellm
         runs = [one_run(i + 1, tgts, by_name, args) for i in range(args.runs)]
+        log("agent APIs: /v1/messages and /v1/responses against chat through the router")
+        agent_runs = [agent_apis.run(router.url, "small", args.quick) for _ in range(args.runs)]
         if args.profile:
             profiles = profile_router(router, tgts[1], args, stamp)
         for proc in procs[1:]:
@@ -306,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    rows = summarise(runs, held, est, not args.no_litellm)
+    rows = summarise(runs, held, est, not args.no_litellm) + agent_apis.rows(agent_runs)
     elapsed = time.monotonic() - started
     text = "\n".join([
         f"## Benchmark {stamp} ({versions()})", "",
@@ -329,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{stamp}.md").write_text(text)
         (RESULTS / "latest.md").write_text(text)
         raw = {"runs": runs, "held": held, "estimate": est, "profiles": profiles,
+               "agent_apis": agent_runs,
                "args": vars(args), "seconds": elapsed}
         (RESULTS / "latest.json").write_text(json.dumps(raw, indent=1, default=str))
     failed = [r for r in rows if r.passed is False]
