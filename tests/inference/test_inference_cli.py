@@ -115,7 +115,7 @@ def test_no_orphans_after_the_agent_exits(tmp_path: Path, agent_signal: signal.S
 def test_served_agent_drops_a_request_whose_client_left_during_the_start(tmp_path: Path) -> None:
     """The real `serve` command (handler cancellation on): a client that gives up while the
     model starts stops counting at once, and its request never reaches the engine."""
-    command = ", ".join(f'"{part}"' for part in stand_in_model("m", "--startup-delay", "3")
+    command = ", ".join(f'"{part}"' for part in stand_in_model("m", "--startup-delay", "5")
                         ["command"])
     config = tmp_path / "models.toml"
     config.write_text(f'[[models]]\nid = "m"\nmodel = "org/m"\ncommand = [{command}]\n')
@@ -143,7 +143,7 @@ def test_served_agent_drops_a_request_whose_client_left_during_the_start(tmp_pat
             httpx.post(url + "/v1/chat/completions", json=body, timeout=1.0)
         _wait(lambda: status()["active_requests"] == 0, 2)
         assert status()["models"][0]["state"] == "starting"
-        with httpx.stream("POST", url + "/v1/chat/completions", timeout=4.0,
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=4.0,  # between bytes
                           json={**body, "stream": True,
                                 "messages": [{"role": "user", "content": "kept"}]}) as resp:
             assert resp.headers["X-Model-State"] == "starting"

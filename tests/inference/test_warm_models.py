@@ -27,6 +27,7 @@ from tests.inference.inference_helpers import (
     make_config,
     model_view,
     stand_in_model,
+    wait_until,
 )
 
 IDLE_MINUTES = 0.005  # 0.3 s
@@ -117,7 +118,8 @@ async def test_idle_model_sleeps_and_wakes_on_the_next_request(start_agent: Agen
     view = model_view(status, "nap")
     pid = view["pid"]
     assert pid is not None and view["idle_action_effective"] == "sleep"
-    assert "stand_in: sleep level=1" in agent.engine_log("nap")
+    # The state says sleeping from the moment the agent asks; the engine logs the call.
+    await wait_until(lambda: "stand_in: sleep level=1" in agent.engine_log("nap"))
     # A stream for the sleeping model says it is waking, then answers from the same process
     # (the stand-in refuses chats while asleep, as vLLM does).
     body = {"model": "nap", "stream": True, "messages": [{"role": "user", "content": "two"}]}
