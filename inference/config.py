@@ -28,7 +28,8 @@ A config is a TOML file (or a bundled profile under `inference/profiles/`, named
 
 `idle_action = "sleep"` launches vLLM with `--enable-sleep-mode` and `VLLM_SERVER_DEV_MODE=1`
 and puts an idle model to sleep (`POST /sleep?level=1`) instead of stopping it; an engine
-without sleep support (the CPU build) is stopped instead. A keep-warm model with `"sleep"` is
+without sleep support (the CPU build refuses the flag; others answer `/sleep` with an error) is
+relaunched without the flag and stopped when idle instead. A keep-warm model with `"sleep"` is
 put to sleep when idle; with `"stop"` it stays ready.
 
 Placeholders `{model}`, `{port}`, `{served_name}`, `{max_model_len}` and `{id}` are replaced in
