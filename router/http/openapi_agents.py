@@ -47,7 +47,7 @@ SCHEMAS: dict[str, Any] = {
          "properties": {"type": {"const": "tool_result"}, "tool_use_id": {"type": "string"},
                         "content": {"type": ["string", "array", "null"],
                                     "items": {"$ref": REF + "ContentBlock"}}}},
-        _block("document", {"source": _block("text", {"data": {"type": "string"}})}),
+        _block("document", {"source": {"type": "object"}}),
         {"type": "object", "required": ["type"], "properties": {"type": {"enum": _DROPPED}}},
     ]},
     "MessagesRequest": {
@@ -61,7 +61,8 @@ SCHEMAS: dict[str, Any] = {
                                "content": {"type": ["string", "array"],
                                            "items": {"$ref": REF + "ContentBlock"}}}}},
             "system": {"type": ["string", "array", "null"], "items": {
-                "type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}},
+                "type": "object", "required": ["text"],
+                "properties": {"text": {"type": "string"}}}},
             "tools": _opt("array", items={
                 "type": "object", "required": ["name"],
                 "properties": {"name": {"type": "string"}, "input_schema": _opt("object")}}),
@@ -137,7 +138,8 @@ def _errors(schema: str) -> dict[str, Any]:
         return {"description": description,
                 "content": {JSON: {"schema": {"$ref": REF + schema}}}}
     return {"400": error("A malformed body; the message names the field."),
-            "401": error("ROUTER_API_KEYS is set and the key (x-api-key or Bearer) is missing or wrong."),
+            "401": error("ROUTER_API_KEYS is set and the key (x-api-key or Bearer) is missing "
+                         "or wrong."),
             "404": error("Unknown model."), "413": error("Body larger than MAX_BODY_BYTES."),
             "429": error("Rate limited."), "4XX": error("A backend's own client error."),
             "502": error("The backend failed."),

@@ -143,7 +143,8 @@ def _image_url(source: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parts(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat content parts for text, image and text-document blocks."""
+    """Chat content parts for text, image and document blocks (a document that is not plain
+    text, such as a PDF, becomes a note saying it was left out)."""
     parts: list[dict[str, Any]] = []
     for block in blocks:
         kind = block["type"]
@@ -152,7 +153,13 @@ def _parts(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "image":
             parts.append(_image_url(block["source"]))
         elif kind == "document":
-            parts.append({"type": "text", "text": block["source"]["data"]})
+            source = block["source"]
+            if source.get("type") == "text" and isinstance(source.get("data"), str):
+                parts.append({"type": "text", "text": source["data"]})
+            else:
+                media = source.get("media_type") or source.get("type") or "binary"
+                parts.append({"type": "text", "text": f"[A {media} document was attached here; "
+                                                      f"this model cannot read it.]"})
     return parts
 
 
@@ -209,7 +216,8 @@ def _assistant_to_chat(content: str | list[dict[str, Any]]) -> dict[str, Any]:
             texts.append(block["text"])
         elif block["type"] == "tool_use":
             calls.append({"id": block["id"], "type": "function", "function": {
-                "name": block["name"], "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+                "name": block["name"],
+                "arguments": orjson.dumps(block.get("input") or {}).decode()}})
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if calls:
         message["tool_calls"] = calls
@@ -260,9 +268,10 @@ def chat_to_messages_response(chat: dict[str, Any], model: str) -> dict[str, Any
     for call in calls:
         function = call.get("function") or {}
         content.append({"type": "tool_use", "id": call.get("id") or _new_id("toolu_"),
-                        "name": function.get("name") or "", "input": _arguments(function.get("arguments"))})
-    stop_reason, stop_sequence = _stop_reason(choice.get("finish_reason"), choice.get("stop_reason"),
-                                              bool(calls))
+                        "name": function.get("name") or "",
+                        "input": _arguments(function.get("arguments"))})
+    stop_reason, stop_sequence = _stop_reason(choice.get("finish_reason"),
+                                              choice.get("stop_reason"), bool(calls))
     usage = chat.get("usage") or {}
     return {"id": "msg_" + str(chat.get("id") or uuid.uuid4().hex).removeprefix("chatcmpl-"),
             "type": "message", "role": "assistant", "model": model, "content": content,

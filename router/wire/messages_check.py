@@ -76,7 +76,8 @@ def validate(body: dict[str, Any], *, count_only: bool = False) -> None:
                            f"system[{j}]")
     _check_tools(body)
     stops = body.get("stop_sequences")
-    if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
+    if stops is not None and not (isinstance(stops, list)
+                                  and all(isinstance(s, str) for s in stops)):
         raise _bad("'stop_sequences' must be an array of strings.", "stop_sequences")
     for flag in ("stream",):
         if body.get(flag) is not None and not isinstance(body[flag], bool):
@@ -121,11 +122,9 @@ def _check_blocks(blocks: list[Any], where: str) -> None:
                 raise _bad(f"'{at}.content' must be a string or an array of blocks.",
                            f"{at}.content")
         elif kind == "document":
-            source = block.get("source")
-            if not isinstance(source, dict) or source.get("type") != "text" \
-                    or not isinstance(source.get("data"), str):
-                raise _bad(f"'{at}': only plain-text documents (source type 'text') can be "
-                           f"translated for this backend.", f"{at}.source")
+            # Any source: Claude (native) reads PDFs; a Chat backend gets the text or a note.
+            if not isinstance(block.get("source"), dict):
+                raise _bad(f"'{at}.source' must be an object.", f"{at}.source")
         elif kind not in DROPPED_BLOCKS:
             raise _bad(f"'{at}.type' {kind!r} is not a supported content block type.",
                        f"{at}.type")

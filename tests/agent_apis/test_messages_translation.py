@@ -104,6 +104,17 @@ def test_answer_translation(choice, stop, blocks):
         assert answer["content"][0]["input"] in ({"x": 2}, {"arguments": "not json"})
 
 
+def test_documents_pass_validation_and_become_text_or_a_note():
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                        "data": "JVBERi0="}}]}]}
+    msg.validate(body)  # a native Anthropic backend reads the PDF as sent
+    parts = msg.messages_to_chat(body)["messages"][0]["content"]
+    assert parts[0] == {"type": "text", "text": "notes"}
+    assert "application/pdf document" in parts[1]["text"]
+
+
 def test_validation_names_fields():
     with pytest.raises(BadRequest) as bad:
         msg.validate({"model": "m", "max_tokens": 1, "messages": [
