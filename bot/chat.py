@@ -23,6 +23,7 @@ from bot.mattermost_types import MattermostError, Post
 from router.backends.base import StreamBroken
 from router.errors import RouterError
 from router.core.service import ChatChunk
+from router.core.waiting import Progress
 
 __all__ = ["MAX_POST_CHARS", "Poster", "StreamingReply", "answer", "footer", "split_message",
            "thread_messages"]
@@ -98,6 +99,7 @@ class StreamingReply:
         self._interval = interval
         self._limit = limit
         self._text = ""
+        self._note = ""  # shown while the backend has not answered yet
         self._post_ids: list[str] = []
         self._sent: list[str] = []
         self._dirty = asyncio.Event()
@@ -112,6 +114,16 @@ class StreamingReply:
     def feed(self, text: str) -> None:
         """Append streamed text; a writer task shows it soon. Never blocks."""
         self._text += text
+        self._note = ""
+        self._wake()
+
+    def waiting(self, note: str) -> None:
+        """Show `note` (e.g. "Starting qwen2.5-14b on 3090… 45 s") until the answer starts."""
+        if not self._text:
+            self._note = note
+            self._wake()
+
+    def _wake(self) -> None:
         self._dirty.set()
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name="bot-reply-writer")
@@ -142,7 +154,7 @@ class StreamingReply:
                 return
             started = loop.time()
             try:
-                await self._sync(self._text + " …")
+                await self._sync(f"_{self._note}_" if self._note else self._text + " …")
             except MattermostError as exc:
                 log.warning("could not update a streamed reply: %s", exc)
             try:  # throttle: the next edit not before `interval`, unless finishing
@@ -180,8 +192,25 @@ async def _keep_typing(poster: Poster, channel_id: str, parent_id: str) -> None:
         await _typing(poster, channel_id, parent_id)
 
 
+class WaitNotes:
+    """The router's keep-alive notes for one chat answer, shown in its reply.
+
+    Pass `note` as `RouterService.chat_stream(notify=...)` and the same object to `answer`:
+    while a cold backend starts, the reply reads "Starting qwen2.5-14b on 3090… 45 s".
+    """
+
+    def __init__(self) -> None:
+        self.reply: StreamingReply | None = None
+
+    async def note(self, progress: Progress) -> None:
+        if self.reply is not None:
+            what = progress.starting() or f"Waiting for {progress.label}"
+            self.reply.waiting(f"{what}… {progress.elapsed:.0f} s")
+
+
 async def answer(poster: Poster, chunks: AsyncIterator[ChatChunk], channel_id: str,
-                 root_id: str, *, interval: float = 1.0, limit: int = MAX_POST_CHARS) -> str:
+                 root_id: str, *, interval: float = 1.0, limit: int = MAX_POST_CHARS,
+                 notes: WaitNotes | None = None) -> str:
     """Stream `chunks` into a reply in thread `root_id`; returns the final text (for tests/logs).
 
     Errors are answered in the thread: a routing error before the first chunk becomes one reply,
@@ -190,6 +219,8 @@ async def answer(poster: Poster, chunks: AsyncIterator[ChatChunk], channel_id: s
     await _typing(poster, channel_id, root_id)  # shown before the router starts working
     typing = asyncio.create_task(_keep_typing(poster, channel_id, root_id), name="bot-typing")
     reply = StreamingReply(poster, channel_id, root_id, interval=interval, limit=limit)
+    if notes is not None:
+        notes.reply = reply
     last: ChatChunk | None = None
     tail = ""
     try:

@@ -70,6 +70,8 @@ async def _serve(app: web.Application, host: str, port: int, grace: float) -> No
     """
     from aiohttp import web
 
+    from router.http.app import create_runner
+
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
@@ -91,7 +93,7 @@ async def _serve(app: web.Application, host: str, port: int, grace: float) -> No
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace)
+    runner = create_runner(app, handle_signals=False, shutdown_timeout=grace)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

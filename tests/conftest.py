@@ -63,7 +63,8 @@ async def make_router(tmp_path: Path) -> AsyncIterator[RouterFactory]:
         settings = Settings.from_env({**base, **(env or {})}, **overrides)
         app = create_app(settings, plugins)
         served = AsyncExitStack()
-        url = await served.enter_async_context(serve_app(app, port=port))
+        # As `serve` runs it: a client that leaves cancels its handler (and the upstream wait).
+        url = await served.enter_async_context(serve_app(app, port=port, handler_cancellation=True))
         router = RunningRouter(url, app, settings, served)
         started.append(router)
         return router

@@ -232,6 +232,9 @@ class RouterService:
         except BaseException as exc:
             if "status_code" not in row:  # not recorded yet: cancelled, or a router bug
                 if isinstance(exc, asyncio.CancelledError):
+                    log.info("request %s: the caller left before the first byte; the upstream "
+                             "request to %s was cancelled", row["request_id"],
+                             row.get("backend") or "no backend")
                     self.finish_row(row, 499, "cancelled before the first byte", started)
                 else:
                     self.finish_row(row, 500, f"router error before the first byte: "
@@ -289,7 +292,7 @@ class RouterService:
                 outgoing.update(stream=True, stream_options={"include_usage": True})
             deadline = silence if stream or assemble else max(silence, self.settings.read_timeout)
             if keepalive is not None:
-                keepalive.watch(name, state.label)
+                keepalive.watch(name, state.label, bool(state.spec and state.spec.loading_status))
             state.active += 1
             try:
                 upstream, first = await self._first_bytes(state.client, path, outgoing,
@@ -540,7 +543,8 @@ class RouterService:
 
     async def chat_stream(self, messages: list[dict[str, Any]], *, model: str = "auto",
                           source: str = "bot", client: str | None = None,
-                          request_id: str | None = None) -> AsyncIterator[ChatChunk]:
+                          request_id: str | None = None,
+                          notify: Notify | None = None) -> AsyncIterator[ChatChunk]:
         """Stream a chat answer through the router (same rules, fallback and log as the API).
 
         Yields ChatChunk(text, backend, model); raises RouterError before the first chunk or
@@ -551,7 +555,7 @@ class RouterService:
         row = self.new_row(request_id=request_id, source=source, client=client,
                            endpoint="/v1/chat/completions", body=body)
         request_id_var.set(row["request_id"])  # the bot's log lines carry it too
-        routed = await self.open("/v1/chat/completions", body, row)
+        routed = await self.open("/v1/chat/completions", body, row, notify=notify)
         parser = SSEText()
         try:
             for text in parser.feed(routed.first):

@@ -38,11 +38,23 @@ class Progress:
     label: str
     elapsed: float
     detail: str | None  # the agent's note, e.g. "model qwen2.5-14b starting (12.0 s)"
+    loading_status: bool = False  # the backend asks for notes as reasoning (`loading_status`)
 
     def text(self) -> str:
+        """A one-line note: "3090: model qwen2.5-14b starting (40.0 s); waiting 41 s"."""
         if self.detail:
             return f"{self.label}: {self.detail}; waiting {self.elapsed:.0f} s"
         return f"waiting for {self.label} ({self.elapsed:.0f} s)"
+
+    def starting(self) -> str | None:
+        """"Starting qwen2.5-14b on 3090" when the backend says a model is starting."""
+        if not self.detail:
+            return None
+        parts = self.detail.split()
+        if len(parts) >= 3 and parts[0] == "model":
+            verb = "Waking" if parts[2] == "waking" else "Starting"
+            return f"{verb} {parts[1]} on {self.label}"
+        return None
 
 
 Notify = Callable[[Progress], Awaitable[None]]
@@ -65,15 +77,18 @@ class Keepalive:
         self.backend = ""
         self.label = ""
         self.detail: str | None = None
+        self.loading_status = False
         self.notes = 0
 
-    def watch(self, backend: str, label: str) -> None:
+    def watch(self, backend: str, label: str, loading_status: bool = False) -> None:
         """The candidate now being waited for."""
         self.backend, self.label, self.detail = backend, label, None
+        self.loading_status = loading_status
 
     def _fire(self) -> None:
         self.notes += 1
-        progress = Progress(self.backend, self.label, time.monotonic() - self._started, self.detail)
+        progress = Progress(self.backend, self.label, time.monotonic() - self._started, self.detail,
+                            self.loading_status)
         task = self._loop.create_task(self._send(progress))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -32,6 +32,7 @@ from router.errors import (
     error_body,
 )
 from router.logs import request_id_var
+from router.core.waiting import Progress
 from router.core.service import PassThrough, Routed, RouterService
 from router.settings import ConfigError, Settings
 
@@ -135,8 +136,59 @@ class Relay:
         """An error answer for a whole response that failed after the backend was chosen."""
         return json_response(error_body(message, "server_error", "upstream_error"), status, headers)
 
+    def refusal_event(self, exc: RouterError) -> bytes:
+        """The error event ending a stream opened early (for keep-alives) that no backend served."""
+        return b"data: " + orjson.dumps(body_for(exc)) + b"\n\n"
+
+    def keepalive(self, progress: Progress, as_reasoning: bool) -> bytes:
+        """A note while the backend has not answered: an SSE comment, which every client
+        ignores and which commits nothing (or, for chat UIs that show reasoning, a reasoning
+        delta; chat completions only)."""
+        if as_reasoning:
+            note = progress.starting() or f"Waiting for {progress.label}"
+            chunk = {"id": "loading", "object": "chat.completion.chunk", "created": 0, "model": "",
+                     "choices": [{"index": 0, "delta": {"reasoning_content":
+                                                        f"{note}… {progress.elapsed:.0f} s\n"},
+                                  "finish_reason": None}]}
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return b": " + progress.text().encode() + b"\n\n"
+
 
 PASS_THROUGH = Relay()
+
+
+class EarlyStream:
+    """A client's event stream, opened before any backend answered, to carry keep-alive notes.
+
+    `note` is given to `RouterService.open` as its `notify`: the first note sends the status
+    line and headers (the routing headers are not known yet, so a comment names the backend
+    once it answers), later ones only write. `response` stays None on the fast path.
+    """
+
+    def __init__(self, request: web.Request, relay: Relay, request_id: str) -> None:
+        self.request = request
+        self.relay = relay
+        self.request_id = request_id
+        self.reasoning = req.truthy_header(request.headers, "X-Loading-Status")
+        self.response: web.StreamResponse | None = None
+
+    async def note(self, progress: Progress) -> None:
+        if self.response is None:
+            self.response = web.StreamResponse(
+                status=200, headers={"X-Request-ID": self.request_id, **SSE_HEADERS})
+            await self.response.prepare(self.request)
+        await self.response.write(self.relay.keepalive(
+            progress, (self.reasoning or progress.loading_status) and self.relay is PASS_THROUGH))
+
+    async def refuse(self, exc: RouterError) -> web.StreamResponse:
+        """End the early stream with the error no backend could avoid (the row is recorded)."""
+        assert self.response is not None
+        try:
+            await self.response.write(self.relay.refusal_event(exc))
+            await self.response.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return self.response
 
 
 class Api:
@@ -177,17 +229,21 @@ class Api:
             return _error_response(exc, request_id)
         row = service.new_row(request_id=request_id, source="api", client=client,
                               endpoint=endpoint, body=body)
+        early = EarlyStream(request, PASS_THROUGH, request_id) if body.get("stream") else None
         try:
-            routed = await service.open(endpoint, body, row, request.headers)
+            routed = await service.open(endpoint, body, row, request.headers,
+                                        notify=early.note if early else None)
         except RouterError as exc:
+            if early is not None and early.response is not None:
+                return await early.refuse(exc)
             response = _error_response(exc, request_id)
             if row.get("backend"):
                 response.headers["X-Routed-Backend"] = row["backend"]
             return response
         headers = routed_headers(request_id, routed)
-        if not body.get("stream"):
+        if early is None:
             return await self._whole(routed, headers)
-        return await self._stream(request, routed, headers)
+        return await self._stream(request, routed, headers, early=early)
 
     @staticmethod
     async def _whole(routed: Routed, headers: dict[str, str],
@@ -210,12 +266,19 @@ class Api:
 
     @staticmethod
     async def _stream(request: web.Request, routed: Routed, headers: dict[str, str],
-                      relay: Relay = PASS_THROUGH) -> web.StreamResponse:
+                      relay: Relay = PASS_THROUGH,
+                      early: EarlyStream | None = None) -> web.StreamResponse:
         """Relay SSE chunks as they arrive; the decision row is finished exactly once."""
-        response = web.StreamResponse(status=routed.upstream.status, headers={**headers, **SSE_HEADERS})
+        response = early.response if early is not None else None
         status, error = 200, None
         try:
-            await response.prepare(request)
+            if response is None:
+                response = web.StreamResponse(status=routed.upstream.status,
+                                              headers={**headers, **SSE_HEADERS})
+                await response.prepare(request)
+            else:  # opened early for keep-alives: say in a comment where it went
+                routing = ", ".join(f"{k}: {v}" for k, v in headers.items() if k != "X-Request-ID")
+                await response.write(b": " + routing.encode() + b"\n\n")
             await response.write(relay.feed(routed.first))
             async for chunk in routed.rest():
                 if out := relay.feed(chunk):

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -152,3 +152,9 @@ def create_app(settings: Settings, plugins: Sequence[Plugin] = ()) -> web.Applic
     for plugin in plugins:
         plugin.add_routes(app)
     return app
+
+
+def create_runner(app: web.Application, **options: Any) -> web.AppRunner:
+    """The runner every server of this app uses: a client that leaves cancels its handler, so
+    a request still waiting for a backend (streamed or not) cancels its upstream request too."""
+    return web.AppRunner(app, handler_cancellation=True, access_log=None, **options)

@@ -107,8 +107,13 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
+def truthy_header(headers: Mapping[str, str], name: str) -> bool:
+    """Whether header `name` says true (`true`, `1` or `yes`)."""
+    return headers.get(name, "").strip().lower() in TRUTHY
+
+
 def force_big_header(headers: Mapping[str, str]) -> bool:
-    return headers.get("X-Force-Big", "").strip().lower() in TRUTHY
+    return truthy_header(headers, "X-Force-Big")
 
 
 def strip_force_big(body: dict[str, Any]) -> bool:
