@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from router.http import openapi_agents
+from router.http import openapi_agents, openapi_ui
 from router.wire.chat import MAX_INTEGER
 
 JSON = "application/json"
@@ -163,6 +163,7 @@ def spec() -> dict[str, Any]:
                                                True)},
             "/v1/embeddings": {"post": _proxy("Embeddings, routed.", "EmbeddingRequest", False)},
             **openapi_agents.paths(ROUTED_HEADERS),
+            **openapi_ui.paths(),  # the dashboard
             "/v1/route": {"post": {
                 "summary": "Where a chat request would go (dry run, nothing is forwarded).",
                 "security": [{}, {"apiKey": []}],

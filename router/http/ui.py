@@ -60,6 +60,20 @@ class BackendNotFound(RouterError):
     code = "backend_not_found"
 
 
+class NotAnAgent(RouterError):
+    status = 409
+    type = "invalid_request_error"
+    code = "not_an_agent"
+
+
+class AgentFailed(RouterError):
+    """The inference agent could not be reached or refused: the router is its gateway."""
+
+    status = 502
+    type = "server_error"
+    code = "agent_error"
+
+
 def _engine(service: RouterService) -> Engine:
     """The one place the dashboard reaches for the database engine."""
     return service.engine
@@ -261,6 +275,15 @@ async def index(_request: web.Request) -> web.StreamResponse:
         "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
 
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """A file under static/ (vendored libraries included); never anything outside it."""
+    path = (STATIC / request.match_info["path"]).resolve()
+    if not path.is_relative_to(STATIC) or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache",
+                                           "X-Content-Type-Options": "nosniff"})
+
+
 async def status(request: web.Request) -> web.Response:
     service, dashboard = _dashboard(request)
     try:
@@ -375,7 +398,7 @@ async def _agent_backend(request: web.Request) -> tuple[RouterService, Dashboard
     if state is None:
         raise BackendNotFound(f"There is no backend named '{name}'.")
     if await dashboard.probe.status(state) is None:
-        raise BadRequest(f"Backend '{name}' is not an inference agent (or its agent does not "
+        raise NotAnAgent(f"Backend '{name}' is not an inference agent (or its agent does not "
                          f"answer /status), so its models cannot be loaded or stopped here.")
     return service, dashboard, state
 
@@ -393,7 +416,7 @@ async def load_model(request: web.Request) -> web.Response:
         try:
             result = await dashboard.agents.load(agent_url(state), payload["model"])
         except AgentError as exc:
-            raise BadRequest(exc.message) from None
+            raise AgentFailed(exc.message) from None
     except RouterError as exc:
         return _error_response(exc)
     dashboard.probe.forget(state.name)
@@ -408,7 +431,7 @@ async def stop_models(request: web.Request) -> web.Response:
         try:
             result = await dashboard.agents.stop_all(agent_url(state))
         except AgentError as exc:
-            raise BadRequest(exc.message) from None
+            raise AgentFailed(exc.message) from None
     except RouterError as exc:
         return _error_response(exc)
     dashboard.probe.forget(state.name)
@@ -434,7 +457,7 @@ def add_ui_routes(app: web.Application) -> None:
     app.on_shutdown.append(_on_shutdown)
     app.router.add_get("/ui", index)
     app.router.add_get("/ui/", index)
-    app.router.add_static("/ui/static", STATIC, append_version=False)
+    app.router.add_get("/ui/static/{path:.+}", static_file)
     app.router.add_get("/ui/api/status", status)
     app.router.add_get("/ui/api/decisions", decisions)
     app.router.add_get("/ui/api/stats", stats_view)

@@ -178,9 +178,9 @@ async def test_admin_model_control_needs_the_token(agent_router: tuple[RunningRo
         missing = await client.post("/admin/backends/nope/stop", headers=auth)
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "backend_not_found"
         opencode = await client.post("/admin/backends/opencode/stop", headers=auth)
-        assert opencode.status_code == 400 and "not an inference agent" in opencode.text
+        assert opencode.status_code == 409 and "not an inference agent" in opencode.text
         unknown = await client.post("/admin/backends/3090/load", json={"model": "nope"}, headers=auth)
-        assert unknown.status_code == 400 and "nope" in unknown.json()["error"]["message"]
+        assert unknown.status_code == 502 and "nope" in unknown.json()["error"]["message"]
 
 
 async def test_api_keys_guard_the_dashboard_api_but_not_the_page(
@@ -192,6 +192,10 @@ async def test_api_keys_guard_the_dashboard_api_but_not_the_page(
         assert "default-src 'self'" in page.headers["Content-Security-Policy"]
         script = await client.get("/ui/static/app.js")
         assert script.status_code == 200 and "readEvents" in script.text
+        licence = await client.get("/ui/static/vendor/uplot/LICENSE")
+        assert licence.status_code == 200 and "MIT" in licence.text
+        for outside in ("/ui/static/..%2Fui.py", "/ui/static/%2E%2E/ui.py", "/ui/static/vendor"):
+            assert (await client.get(outside)).status_code == 404, outside
         for path in ("/ui/api/status", "/ui/api/decisions", "/ui/api/stats", "/ui/events"):
             denied = await client.get(path)
             assert denied.status_code == 401, path
