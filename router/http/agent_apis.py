@@ -20,7 +20,8 @@ from aiohttp import web
 from router.core import tokens
 from router.core.service import NativeRequest
 from router.errors import BadRequest, RouterError
-from router.http.api import SERVICE, Api, Relay, _client_name, json_response, routed_headers
+from router.http.api import (SERVICE, Api, EarlyStream, Relay, _client_name, json_response,
+                             routed_headers)
 from router.logs import request_id_var
 from router.wire import chat as req
 from router.wire import messages as msg
@@ -28,18 +29,25 @@ from router.wire.messages_stream import ChatToMessagesStream
 from router.wire import responses as rsp
 
 
-class MessagesRelay(Relay):
-    """Answers in Anthropic's Messages API: translated from Chat, or passed through (native)."""
+class _AgentRelay(Relay):
+    """An agent API's answer: translated from Chat, or passed through when the backend spoke the
+    client's API natively. Made before routing (an early stream needs its error shapes);
+    `start()` once the backend is known, before the first byte is fed."""
 
     content_type = "application/json"
 
-    def __init__(self, body: dict[str, Any], model: str, input_tokens: int, native: bool) -> None:
+    def __init__(self, body: dict[str, Any], model: str) -> None:
+        self.body = body
         self.model = model
-        self.native = native
-        self._stream = None if native else ChatToMessagesStream(model, input_tokens)
+        self.native = False
+        self._stream: ChatToMessagesStream | rsp.ChatToResponsesStream | None = None
 
-    def whole(self, body: bytes) -> bytes:
-        return body if self.native else msg.translate_chat_answer(body, self.model)
+    def start(self, native: bool, input_tokens: int) -> None:
+        self.native = native
+        self._stream = None if native else self._translator(input_tokens)
+
+    def _translator(self, input_tokens: int) -> ChatToMessagesStream | rsp.ChatToResponsesStream:
+        raise NotImplementedError
 
     def feed(self, chunk: bytes) -> bytes:
         if self._stream is None:
@@ -55,47 +63,47 @@ class MessagesRelay(Relay):
         self.failed = self._stream.failed
         return out
 
+
+class MessagesRelay(_AgentRelay):
+    """Answers in Anthropic's Messages API (errors as `event: error`)."""
+
+    def _translator(self, input_tokens: int) -> ChatToMessagesStream:
+        return ChatToMessagesStream(self.model, input_tokens)
+
+    def whole(self, body: bytes) -> bytes:
+        return body if self.native else msg.translate_chat_answer(body, self.model)
+
     def stream_error(self, message: str) -> bytes:
         return msg.error_event(message, 502)
+
+    def refusal_event(self, exc: RouterError) -> bytes:
+        return msg.sse_event("error", msg.error_for(exc))
 
     def error_response(self, message: str, status: int, headers: dict[str, str]) -> web.Response:
         return json_response(msg.error_envelope(message, status), status, headers)
 
 
-class ResponsesRelay(Relay):
-    """Answers in OpenAI's Responses API: translated from Chat, or passed through (native)."""
+class ResponsesRelay(_AgentRelay):
+    """Answers in OpenAI's Responses API (a failure mid-stream is `response.failed`)."""
 
-    content_type = "application/json"
-
-    def __init__(self, body: dict[str, Any], model: str, input_tokens: int, native: bool) -> None:
-        self.model = model
-        self.native = native
+    def __init__(self, body: dict[str, Any], model: str) -> None:
+        super().__init__(body, model)
         self.custom = rsp.custom_tools(body)
-        self._stream = None if native else rsp.ChatToResponsesStream(model, input_tokens,
-                                                                      self.custom)
+
+    def _translator(self, input_tokens: int) -> rsp.ChatToResponsesStream:
+        return rsp.ChatToResponsesStream(self.model, input_tokens, self.custom)
 
     def whole(self, body: bytes) -> bytes:
         return body if self.native else rsp.translate_chat_answer(body, self.model, self.custom)
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self._stream is None:
-            return chunk
-        out = self._stream.feed(chunk)
-        self.failed = self._stream.failed
-        return out
-
-    def end(self) -> bytes:
-        if self._stream is None:
-            return b""
-        out = self._stream.end()
-        self.failed = self._stream.failed
-        return out
-
     def stream_error(self, message: str) -> bytes:
-        if self._stream is not None:
+        if isinstance(self._stream, rsp.ChatToResponsesStream):
             return self._stream.error(message)
         return b"event: error\ndata: " + orjson.dumps(
             {"type": "error", "code": "server_error", "message": message, "param": None}) + b"\n\n"
+
+    def refusal_event(self, exc: RouterError) -> bytes:
+        return rsp.ChatToResponsesStream(self.model).error(exc.message)
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ class Dialect:
     parse: Callable[[bytes], dict[str, Any]]
     to_chat: Callable[[dict[str, Any]], dict[str, Any]]
     error_body: Callable[[RouterError], dict[str, Any]]
-    relay: Callable[[dict[str, Any], str, int, bool], Relay]  # (body, model, tokens, native)
+    relay: Callable[[dict[str, Any], str], _AgentRelay]  # (the client's body, its model)
 
 
 MESSAGES = Dialect("messages", "/v1/messages", msg.parse, msg.messages_to_chat, msg.error_for,
@@ -165,17 +173,23 @@ class AgentApis:
         req.strip_force_big(body)
         row = service.new_row(request_id=request_id, source="api", client=client,
                               endpoint=dialect.path, body=body)
+        relay = dialect.relay(body, str(body.get("model") or ""))
+        # A stream is opened early (SSE comments) if the backend is slow to start answering.
+        early = EarlyStream(request, relay, request_id) if chat.get("stream") else None
         try:
             routed = await service.open("/v1/chat/completions", chat, row, request.headers,
-                                        native=NativeRequest(dialect.api, dialect.path, body))
+                                        native=NativeRequest(dialect.api, dialect.path, body),
+                                        notify=early.note if early else None)
         except RouterError as exc:
+            if early is not None and early.response is not None:
+                return await early.refuse(exc)
             return self._error(dialect, exc, request_id, row.get("backend"))
+        relay.model = relay.model or routed.model
+        relay.start(routed.native, int(row.get("estimated_tokens") or 0))
         headers = routed_headers(request_id, routed)
-        relay = dialect.relay(body, str(body.get("model") or routed.model),
-                              int(row.get("estimated_tokens") or 0), routed.native)
-        if not chat.get("stream"):
+        if early is None:
             return await Api._whole(routed, headers, relay)
-        return await Api._stream(request, routed, headers, relay)
+        return await Api._stream(request, routed, headers, relay, early=early)
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         """`{"input_tokens": N}`: the router's estimate of the translated prompt (not routed)."""
@@ -183,11 +197,13 @@ class AgentApis:
         request_id = request_id_var.get()
         try:
             _client_name(request, self.api.settings.api_keys)
-            chat = msg.messages_to_chat(msg.parse(await self.api.read_raw(request), count_only=True))
+            body = msg.parse(await self.api.read_raw(request), count_only=True)
+            chat = msg.messages_to_chat(body)
         except RouterError as exc:
             return self._error(MESSAGES, exc, request_id)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            bad = BadRequest(f"The request body could not be translated ({type(exc).__name__}: {exc}).")
+            bad = BadRequest(
+                f"The request body could not be translated ({type(exc).__name__}: {exc}).")
             return self._error(MESSAGES, bad, request_id)
         count = await tokens.estimate(chat, service.settings.image_token_budget)
         return json_response({"input_tokens": count}, headers={"X-Request-ID": request_id})
