@@ -35,6 +35,7 @@ class _AgentRelay(Relay):
     `start()` once the backend is known, before the first byte is fed."""
 
     content_type = "application/json"
+    native_failure = b"event: error"  # how a natively answering backend reports a failure
 
     def __init__(self, body: dict[str, Any], model: str) -> None:
         self.body = body
@@ -51,6 +52,9 @@ class _AgentRelay(Relay):
 
     def feed(self, chunk: bytes) -> bytes:
         if self._stream is None:
+            if self.native_failure in chunk:  # passed on as sent; the row says it failed
+                tail = chunk[-300:].decode(errors="replace")
+                self.failed = f"backend sent an error event: {tail}"
             return chunk
         out = self._stream.feed(chunk)
         self.failed = self._stream.failed
@@ -85,6 +89,8 @@ class MessagesRelay(_AgentRelay):
 
 class ResponsesRelay(_AgentRelay):
     """Answers in OpenAI's Responses API (a failure mid-stream is `response.failed`)."""
+
+    native_failure = b"event: response.failed"
 
     def __init__(self, body: dict[str, Any], model: str) -> None:
         super().__init__(body, model)

@@ -62,3 +62,13 @@ async def test_other_endpoints_are_left_to_other_backends(fake_anthropic: FakeAn
     with pytest.raises(UpstreamError) as failed:
         await backend.send("/v1/embeddings", {"input": "x"}, stream=False, headers={})
     assert failed.value.retriable and fake_anthropic.requests == []
+
+
+def test_a_native_stream_that_reports_an_error_fails_its_row():
+    from router.http.agent_apis import MessagesRelay
+
+    relay = MessagesRelay({}, "claude-x")
+    relay.start(native=True, input_tokens=0)
+    error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"}}\n\n'
+    assert relay.feed(b"event: ping\ndata: {}\n\n" + error).endswith(error)  # passed on as sent
+    assert relay.failed and "overloaded_error" in relay.failed
