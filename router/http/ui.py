@@ -379,8 +379,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             if _CLOSE in chunks:
                 break
             await response.write(b"".join(chunks))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the dashboard went away
+    except ConnectionResetError:
+        pass  # the dashboard went away (a cancellation, when the server cancels, propagates)
     finally:
         dashboard.detach(queue)
     return response

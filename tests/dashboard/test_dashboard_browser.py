@@ -8,6 +8,7 @@ from playwright.async_api import Browser, expect
 
 from tests.conftest import RouterFactory, backend_env
 from tests.dashboard.conftest import open_page
+from tests.dashboard.fake_agent import FakeAgent
 from tests.fakes.upstream import FakeUpstream
 
 ADMIN = "admin-secret"
@@ -85,7 +86,7 @@ async def test_gaming_toggle_needs_the_admin_token(
         make_router: RouterFactory, agents: dict[str, FakeUpstream], browser: Browser) -> None:
     router = await make_router({**backend_env(agents), "ROUTER_ADMIN_TOKEN": ADMIN})
     page = (await open_page(browser, f"{router.url}/ui")).page
-    toggle = page.get_by_role("switch", name="Gaming mode on")
+    toggle = page.get_by_role("switch", name="Gaming mode on", exact=True)
     await expect(page.locator("#gaming-state")).to_have_text("OFF", timeout=10_000)
     await toggle.click()
     await expect(page.locator("#admin-message")).to_contain_text("Refused")
@@ -100,6 +101,14 @@ async def test_gaming_toggle_needs_the_admin_token(
     assert router.service.gaming.enabled is True
     assert agents["3090"].gaming_posts == [True]
     await expect(page.locator('[data-backend="3090"] .badge')).to_have_text("Gated (force-big only)")
+    # Each gaming backend has its own switch in its card.
+    card_switch = page.get_by_role("switch", name="Gaming mode on 3090")
+    await expect(card_switch).to_be_checked()
+    await card_switch.click()
+    await expect(page.locator('[data-backend="3090"] .badge')).to_have_text("Available")
+    assert router.service.gaming.states == {"3090": False}
+    assert agents["3090"].gaming_posts == [True, False]
+    await expect(page.locator("#gaming-state")).to_have_text("OFF")
 
 
 async def test_playground_routes_then_streams_the_answer(
@@ -182,7 +191,7 @@ async def test_phone_width_keyboard_and_labels(
     # The keyboard reaches the gaming switch and toggles it (refused here: no token yet).
     await page.keyboard.press("Tab")
     await expect(page.get_by_role("link", name="Skip to the decision feed")).to_be_focused()
-    toggle = page.get_by_role("switch", name="Gaming mode on")
+    toggle = page.get_by_role("switch", name="Gaming mode on", exact=True)
     for _ in range(10):
         if await toggle.evaluate("e => e === document.activeElement"):
             break
@@ -193,3 +202,25 @@ async def test_phone_width_keyboard_and_labels(
     # Dark mode follows the system.
     background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(16, 18, 22)"
+
+
+async def test_load_and_stop_models_through_the_agent(
+        make_router: RouterFactory, agents: dict[str, FakeUpstream], browser: Browser) -> None:
+    router = await make_router({**backend_env(agents), "ROUTER_ADMIN_TOKEN": ADMIN})
+    page = (await open_page(browser, f"{router.url}/ui")).page
+    card = page.locator('[data-backend="3090"]')
+    await expect(card.locator(".state")).to_have_text(["ready", "stopped"], timeout=10_000)
+    await page.get_by_role("button", name="Admin token").click()
+    await page.get_by_role("textbox", name="Admin token").fill(ADMIN)
+    await page.get_by_role("button", name="Save").click()
+    await card.get_by_label("Model to load on 3090").select_option("qwen2.5-coder-14b")
+    await card.get_by_role("button", name="Load").click()
+    await expect(card.locator('[data-note="3090:agent"]')).to_contain_text(
+        "qwen2.5-coder-14b is loaded and ready on 3090")
+    agent = agents["3090"]
+    assert isinstance(agent, FakeAgent) and agent.loads == ["qwen2.5-coder-14b"]
+    await expect(card.locator(".state")).to_have_text(["ready", "ready"])
+    await card.get_by_role("button", name="Stop all").click()
+    await expect(card.locator('[data-note="3090:agent"]')).to_contain_text("Stopped every model")
+    await expect(card.locator(".state")).to_have_text(["stopped", "stopped"])
+    assert agent.stops == 1

@@ -12,7 +12,7 @@ const secrets = {
   set admin(v) { v ? sessionStorage.setItem("lar.adminToken", v) : sessionStorage.removeItem("lar.adminToken"); },
 };
 const state = { status: null, rows: [], seen: new Set(), charts: {}, window: "24h", started: false,
-  colors: new Map() };
+  colors: new Map(), notes: new Map(), busy: new Set(), choice: new Map() };
 
 // -- HTTP -----------------------------------------------------------------------------------------
 
@@ -137,8 +137,7 @@ async function refreshStatus() {
   if (!response.ok) return false;
   state.status = await response.json();
   renderGaming(state.status.gaming_mode);
-  const focused = $("#backends").contains(document.activeElement);
-  if (!focused) renderBackends(state.status.backends);
+  renderBackends(state.status.backends);
   renderBackendFilter(state.status.backends);
   return true;
 }
@@ -183,46 +182,77 @@ function backendCard(b) {
     dl.append(el("dt", { text: "Utilisation" }), el("dd", { text: `${gpu.utilization_percent ?? "–"} %` }));
   }
   if (b.last_error) dl.append(el("dt", { text: "Last error" }), el("dd", { text: b.last_error }));
+  const title = b.label && b.label !== b.name ? `${b.label} (${b.name})` : b.name;
   const card = el("article", { class: "card backend", "data-backend": b.name, "aria-label": `Backend ${b.name}` },
-    el("h3", {}, b.name, el("span", { class: `badge ${health[0]}`, "data-health": health[0], text: health[1] })), dl);
+    el("h3", {}, title, el("span", { class: `badge ${health[0]}`, "data-health": health[0], text: health[1] })), dl);
+  if (b.gaming) card.append(gamingSwitch(b));
   if (b.agent) card.append(agentActions(b, agentModels));
   return card;
 }
 
-function agentActions(b, models) {
-  const select = el("select", { "aria-label": `Model to load on ${b.name}` });
-  for (const m of models) select.append(el("option", { value: m.id, text: m.id }));
-  const load = el("button", { type: "button", text: "Load" });
-  const stop = el("button", { type: "button", class: "ghost", text: "Stop all" });
-  const note = el("p", { class: "message", role: "status" });
-  load.addEventListener("click", () => adminAction(load, note,
-    `/admin/backends/${encodeURIComponent(b.name)}/load`, { model: select.value }, `Loading ${select.value}…`));
-  stop.addEventListener("click", () => adminAction(stop, note,
-    `/admin/backends/${encodeURIComponent(b.name)}/stop`, {}, "Stopping…"));
-  return el("div", {}, el("div", { class: "admin-actions" }, models.length ? select : null,
-    models.length ? load : null, stop), note);
+// Backend cards are rebuilt on every status refresh: messages, pending actions, the chosen
+// model and the keyboard focus live in `state` (keyed per control) and are put back.
+function note(key) {
+  const saved = state.notes.get(key);
+  return el("p", { class: `message ${saved?.kind || ""}`, role: "status", "data-note": key, text: saved?.text || "" });
 }
 
-async function adminAction(button, note, path, body, pending) {
-  button.disabled = true;
-  say(note, pending);
+function tell(key, text, kind = "") {
+  state.notes.set(key, { text, kind });
+  const node = document.querySelector(`[data-note="${CSS.escape(key)}"]`);
+  if (node) say(node, text, kind);
+}
+
+function gamingSwitch(b) {
+  const key = `${b.name}:gaming`;
+  const on = Boolean(state.status?.gaming?.[b.name]);
+  const input = el("input", { type: "checkbox", role: "switch", checked: on, "data-key": key });
+  input.addEventListener("change", () => setGaming(input.checked, b.name, key, () => { input.checked = !input.checked; }));
+  return el("div", {}, el("label", { class: "switch" }, input, `Gaming mode on ${b.name}`), note(key));
+}
+
+function agentActions(b, models) {
+  const key = `${b.name}:agent`;
+  const busy = state.busy.has(key);
+  const select = el("select", { "aria-label": `Model to load on ${b.name}`, "data-key": `${b.name}:model` });
+  for (const m of models) select.append(el("option", { value: m.id, text: m.id }));
+  if (models.some((m) => m.id === state.choice.get(b.name))) select.value = state.choice.get(b.name);
+  select.addEventListener("change", () => state.choice.set(b.name, select.value));
+  const load = el("button", { type: "button", text: "Load", disabled: busy, "data-key": `${b.name}:load` });
+  const stop = el("button", { type: "button", class: "ghost", text: "Stop all", disabled: busy, "data-key": `${b.name}:stop` });
+  load.addEventListener("click", () => adminAction(key,
+    `/admin/backends/${encodeURIComponent(b.name)}/load`, { model: select.value }, `Loading ${select.value}…`));
+  stop.addEventListener("click", () => adminAction(key,
+    `/admin/backends/${encodeURIComponent(b.name)}/stop`, {}, "Stopping…"));
+  return el("div", {}, el("div", { class: "admin-actions" }, models.length ? select : null,
+    models.length ? load : null, stop), note(key));
+}
+
+async function adminAction(key, path, body, pending) {
+  state.busy.add(key);
+  tell(key, pending);
+  refreshStatus(); // shows the buttons disabled
   try {
     const response = await call(path, { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body) }, { admin: true });
-    if (response.ok) say(note, (await response.json()).message || "Done.", "ok");
-    else say(note, await errorText(response), "error");
+    if (response.ok) tell(key, (await response.json()).message || "Done.", "ok");
+    else tell(key, await errorText(response), "error");
   } catch (error) {
-    say(note, `The router could not be reached: ${error}`, "error");
+    tell(key, `The router could not be reached: ${error}`, "error");
   } finally {
-    button.disabled = false;
+    state.busy.delete(key);
     refreshStatus();
   }
 }
 
 function renderBackends(backends) {
   const box = $("#backends");
+  const active = document.activeElement;
+  if (active?.tagName === "SELECT" && box.contains(active)) return; // its list may be open
+  const focusKey = box.contains(active) ? active.dataset.key : null;
   box.replaceChildren(...backends.map(backendCard));
   if (!backends.length) box.append(el("p", { class: "help", text: "No backend is configured." }));
+  if (focusKey) box.querySelector(`[data-key="${CSS.escape(focusKey)}"]`)?.focus();
 }
 
 function renderBackendFilter(backends) {
@@ -235,26 +265,32 @@ function renderBackendFilter(backends) {
   select.value = names.includes(value) ? value : "";
 }
 
-async function toggleGaming(event) {
-  const wanted = event.target.checked;
-  say("#admin-message", wanted ? "Turning gaming mode on…" : "Turning gaming mode off…");
+async function setGaming(wanted, backend, key, undo) {
+  const note = (text, kind = "") => (key ? tell(key, text, kind) : say("#admin-message", text, kind));
+  note(wanted ? "Turning gaming mode on…" : "Turning gaming mode off…");
+  const body = backend ? { enabled: wanted, backend } : { enabled: wanted };
   try {
     const response = await call("/admin/gaming-mode", { method: "POST",
       headers: { "Content-Type": "application/json", "X-Actor": "dashboard" },
-      body: JSON.stringify({ enabled: wanted }) }, { admin: true });
+      body: JSON.stringify(body) }, { admin: true });
     if (!response.ok) {
-      renderGaming(!wanted);
-      say("#admin-message", `Refused: ${await errorText(response)}`, "error");
+      undo();
+      note(`Refused: ${await errorText(response)}`, "error");
       return;
     }
     const result = await response.json();
-    renderGaming(result.enabled);
-    say("#admin-message", result.message || `Gaming mode is ${result.enabled ? "on" : "off"}.`, "ok");
+    if (!backend) renderGaming(result.enabled);
+    note(result.message || `Gaming mode is ${wanted ? "on" : "off"}.`, "ok");
   } catch (error) {
-    renderGaming(!wanted);
-    say("#admin-message", `The router could not be reached: ${error}`, "error");
+    undo();
+    note(`The router could not be reached: ${error}`, "error");
   }
   refreshStatus();
+}
+
+function toggleGaming(event) {
+  const wanted = event.target.checked;
+  return setGaming(wanted, null, null, () => renderGaming(!wanted));
 }
 
 async function reloadConfig() {
