@@ -13,8 +13,10 @@ exec 9>/tmp/local-ai-router-chromium.lock
 flock 9
 [ -x "$CHROMIUM" ] && exit 0
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || {
-    apt-get update -q >/dev/null
-    apt-get install -y --no-install-recommends chromium
+# Wait for another apt (dev.py installs docker-compose; CI may run this in the background).
+APT="apt-get -o DPkg::Lock::Timeout=600"
+$APT install -y --no-install-recommends chromium >/dev/null 2>&1 || {
+    $APT update -q >/dev/null
+    $APT install -y --no-install-recommends chromium
 }
 [ -x "$CHROMIUM" ] || { echo "setup_chromium.sh: chromium did not install to $CHROMIUM" >&2; exit 1; }
