@@ -7,7 +7,9 @@ and `posted` events whose `data.post` and `data.mentions` are JSON strings. Ever
 `Content-Type: application/json` exactly, as the real server (and mattermostdriver) expect.
 
 Test controls: `add_user`, `add_channel`, `direct_channel`, `inject_post`, `thread_posts`;
-records `posts`, `rest_calls`, `edits`, `typing`, `reactions`, `sessions_opened`, `ws_attempts`,
+records `posts` (with `file_ids` and `metadata.files` when files are attached), `files` (uploads
+through `POST /api/v4/files`, bytes in `data`), `rest_calls`, `edits`, `typing`, `reactions`,
+`sessions_opened`, `ws_attempts`,
 `auth_failures`; waiting helpers `wait_until`, `wait_for_post`, `wait_for_edit`,
 `wait_for_rest_call`, `wait_for_sessions`, `wait_for_ws_attempts`; faults `close_websockets`
 (clean), `abort_websockets` (abnormal), `refuse_connections`/`accept_connections`,
