@@ -69,18 +69,28 @@ class AnthropicBackend:
             # need the client's `anthropic-beta` header, when the router passes it on.
             beta = headers.get("anthropic-beta")
         elif path == "/v1/chat/completions":
-            outgoing = upstream.chat_to_messages_request(body)
+            try:
+                outgoing = upstream.chat_to_messages_request(body)
+            except msg.BAD_SHAPE as exc:  # the client's chat body, malformed past its checks
+                text = f"The request could not be translated for Anthropic ({exc})."
+                raise UpstreamError(f"backend {self.name}: {text}", status=400, retriable=False,
+                                    body=orjson.dumps({"error": {
+                                        "message": text, "type": "invalid_request_error",
+                                        "param": None, "code": None}})) from None
         else:
             raise UpstreamError(f"backend {self.name} (Anthropic) does not serve {path}")
         try:
-            response = await self.session.post(self.url + "/v1/messages", data=orjson.dumps(outgoing),
+            response = await self.session.post(self.url + "/v1/messages",
+                                               data=orjson.dumps(outgoing),
                                                headers=self._headers(beta))
         except TimeoutError:
             raise UpstreamError(f"backend {self.name} timed out before answering") from None
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(f"backend {self.name} refused the connection ({exc.os_error})") from None
+            raise UpstreamError(
+                f"backend {self.name} refused the connection ({exc.os_error})") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"backend {self.name} failed: {type(exc).__name__}: {exc}") from None
+            raise UpstreamError(
+                f"backend {self.name} failed: {type(exc).__name__}: {exc}") from None
         if response.status >= 400:
             try:
                 payload = await response.read()
@@ -116,7 +126,8 @@ class AnthropicBackend:
         if status == 529:
             message = f"backend {self.name}: Anthropic is overloaded (HTTP 529)"
         else:
-            message = f"backend {self.name} answered HTTP {status}" + (f": {detail}" if detail else "")
+            message = f"backend {self.name} answered HTTP {status}" + (
+                f": {detail}" if detail else "")
         if translate and body and status not in RETRIABLE_STATUSES:
             # A client error for a chat request goes back in the OpenAI error shape.
             kind = msg.error_type(status)
@@ -132,13 +143,15 @@ class AnthropicBackend:
                                         timeout=self._health_timeout) as resp:
                 payload = await resp.read()
                 if resp.status in (401, 403):
-                    return HealthReport(False, error=f"Anthropic refused ANTHROPIC_API_KEY "
-                                                     f"(GET /v1/models answered HTTP {resp.status})")
+                    return HealthReport(False, error=(
+                        f"Anthropic refused ANTHROPIC_API_KEY (GET /v1/models answered HTTP "
+                        f"{resp.status})"))
                 if resp.status != 200:
                     return HealthReport(False, error=f"GET /v1/models answered HTTP {resp.status}")
                 listed = orjson.loads(payload)
         except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
-            return HealthReport(False, error=f"health check failed: {str(exc) or type(exc).__name__}")
+            return HealthReport(False,
+                                error=f"health check failed: {str(exc) or type(exc).__name__}")
         ids = self._models or tuple(
             str(m["id"]) for m in (listed.get("data") or []) if isinstance(m, dict) and "id" in m
         ) if isinstance(listed, dict) else self._models
@@ -170,7 +183,8 @@ def _error_message(body: bytes) -> str:
     return ""
 
 
-async def _chunks(name: str, response: aiohttp.ClientResponse, stream: bool) -> AsyncIterator[bytes]:
+async def _chunks(name: str, response: aiohttp.ClientResponse,
+                  stream: bool) -> AsyncIterator[bytes]:
     try:
         if stream:
             async for chunk in response.content.iter_any():
@@ -180,7 +194,8 @@ async def _chunks(name: str, response: aiohttp.ClientResponse, stream: bool) -> 
     except TimeoutError:
         raise StreamBroken(f"backend {name} stopped sending (read timeout)") from None
     except aiohttp.ClientError as exc:
-        raise StreamBroken(f"backend {name} failed mid-response: {type(exc).__name__}: {exc}") from None
+        raise StreamBroken(
+            f"backend {name} failed mid-response: {type(exc).__name__}: {exc}") from None
 
 
 async def _to_chat_stream(name: str, chunks: AsyncIterator[bytes], model: str,
@@ -209,4 +224,9 @@ async def _to_chat_whole(name: str, chunks: AsyncIterator[bytes]) -> AsyncIterat
         raise StreamBroken(f"backend {name} sent an answer that is not JSON") from None
     if not isinstance(answer, dict) or answer.get("type") == "error":
         raise StreamBroken(f"backend {name} sent an unusable answer: {raw[:200]!r}")
-    yield orjson.dumps(upstream.messages_to_chat_response(answer))
+    try:
+        translated = upstream.messages_to_chat_response(answer)
+    except msg.BAD_SHAPE as exc:
+        raise StreamBroken(
+            f"backend {name} sent an answer of an unexpected shape ({exc})") from None
+    yield orjson.dumps(translated)

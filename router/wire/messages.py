@@ -27,6 +27,8 @@ import orjson
 from router.errors import RouterError
 from router.wire.messages_check import parse as parse, validate as validate  # re-exported
 
+# What reading a JSON value of an unexpected shape raises (a backend's answer is not trusted).
+BAD_SHAPE = (AttributeError, KeyError, TypeError, ValueError)
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; Chat bodies often leave it out
 # Claude Code opens its system prompt with an attribution block that changes on every request;
 # left in, it defeats a local backend's prefix cache (the whole prompt is recomputed each turn).
@@ -288,7 +290,10 @@ def translate_chat_answer(raw: bytes, model: str) -> bytes:
         raise ValueError("the backend's answer is not JSON") from None
     if not isinstance(chat, dict):
         raise ValueError("the backend's answer is not a JSON object")
-    return orjson.dumps(chat_to_messages_response(chat, model))
+    try:
+        return orjson.dumps(chat_to_messages_response(chat, model))
+    except BAD_SHAPE as exc:
+        raise ValueError(f"the backend's answer has an unexpected shape ({exc})") from None
 
 
 def call_position(call: dict[str, Any], seen: dict[int, int]) -> int:

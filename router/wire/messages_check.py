@@ -27,6 +27,11 @@ def parse(raw: bytes, *, count_only: bool = False) -> dict[str, Any]:
     return body
 
 
+def _one_of(value: Any, options: frozenset[str]) -> bool:
+    """`value in options` for any JSON value (a list or an object is never a member)."""
+    return isinstance(value, str) and value in options
+
+
 def _bad(message: str, field: str) -> BadRequest:
     return BadRequest(message, param=field)
 
@@ -57,7 +62,7 @@ def validate(body: dict[str, Any], *, count_only: bool = False) -> None:
         where = f"messages[{i}]"
         if not isinstance(message, dict):
             raise _bad(f"'{where}' must be an object.", where)
-        if message.get("role") not in ROLES:
+        if not _one_of(message.get("role"), ROLES):
             raise _bad(f"'{where}.role' must be 'user', 'assistant' or 'system'.",
                        f"{where}.role")
         content = message.get("content")
@@ -144,7 +149,7 @@ def _check_tools(body: dict[str, Any]) -> None:
                            f"tools[{j}].input_schema")
     choice = body.get("tool_choice")
     if choice is not None:
-        if not isinstance(choice, dict) or choice.get("type") not in TOOL_CHOICES:
+        if not isinstance(choice, dict) or not _one_of(choice.get("type"), TOOL_CHOICES):
             raise _bad("'tool_choice.type' must be one of auto, any, tool, none.",
                        "tool_choice.type")
         if choice["type"] == "tool" and not isinstance(choice.get("name"), str):

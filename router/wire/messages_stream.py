@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from router.wire.messages import (_new_id, _stop_reason, call_position, error_event, sse_data,
-                                  sse_event)
+from router.wire.messages import (BAD_SHAPE, _new_id, _stop_reason, call_position, error_event,
+                                  sse_data, sse_event)
 
 class ChatToMessagesStream:
     """Chat Completions SSE bytes in, Anthropic Messages SSE bytes out, in Anthropic's order:
@@ -52,7 +52,11 @@ class ChatToMessagesStream:
                     out.append(self._finish_events())
                     break
                 if payload:
-                    self._event(orjson.loads(payload), out)
+                    try:
+                        self._event(orjson.loads(payload), out)
+                    except BAD_SHAPE as exc:
+                        out.append(self.error(f"the backend sent an event of an unexpected "
+                                              f"shape ({type(exc).__name__}: {exc})"))
                     if self._done:
                         break
             elif line.startswith(b":"):
@@ -129,8 +133,9 @@ class ChatToMessagesStream:
         index = self._text_index
         if index is None or index != self._open:
             index = self._text_index = self._open_block({"type": "text", "text": ""}, out)
-        out.append(sse_event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                     "delta": {"type": "text_delta", "text": text}}))
+        out.append(sse_event("content_block_delta", {
+            "type": "content_block_delta", "index": index,
+            "delta": {"type": "text_delta", "text": text}}))
 
     def _tool(self, call: dict[str, Any], out: list[bytes]) -> None:
         position = call_position(call, self._tools)
@@ -156,7 +161,8 @@ class ChatToMessagesStream:
             out.append(b'event: ping\ndata: {"type":"ping"}\n\n')
         stop_reason, stop_sequence = _stop_reason(self._finish, self._matched, bool(self._tools))
         out.append(sse_event("message_delta", {
-            "type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
             "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}}))
         out.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
         self._done = True

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from router.wire.messages import (DEFAULT_MAX_TOKENS, STOP_TO_FINISH, _arguments, _new_id,
-                                  _source_of, _text_of, sse_data)
+from router.wire.messages import (BAD_SHAPE, DEFAULT_MAX_TOKENS, STOP_TO_FINISH, _arguments,
+                                  _new_id, _source_of, _text_of, sse_data)
 
 def _blocks_of(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
@@ -52,7 +52,8 @@ def chat_to_messages_request(chat: dict[str, Any]) -> dict[str, Any]:
         if role in ("system", "developer"):
             system.append(_text_of(message.get("content")))
         elif role == "tool":
-            add("user", [{"type": "tool_result", "tool_use_id": str(message.get("tool_call_id") or ""),
+            add("user", [{"type": "tool_result",
+                          "tool_use_id": str(message.get("tool_call_id") or ""),
                           "content": _text_of(message.get("content"))}])
         elif role == "assistant":
             blocks = _blocks_of(message.get("content"))
@@ -80,7 +81,8 @@ def chat_to_messages_request(chat: dict[str, Any]) -> dict[str, Any]:
     tools = [t.get("function") or {} for t in chat.get("tools") or () if isinstance(t, dict)]
     if tools:
         body["tools"] = [{"name": f.get("name") or "", "description": f.get("description") or "",
-                          "input_schema": f.get("parameters") or {"type": "object", "properties": {}}}
+                          "input_schema": f.get("parameters")
+                          or {"type": "object", "properties": {}}}
                          for f in tools]
         choice = chat.get("tool_choice")
         mapped: dict[str, Any] | None = None
@@ -108,7 +110,8 @@ def messages_to_chat_response(msg: dict[str, Any], created: int | None = None) -
             texts.append(block.get("text") or "")
         elif block.get("type") == "tool_use":
             calls.append({"id": block.get("id"), "type": "function", "function": {
-                "name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+                "name": block.get("name"),
+                "arguments": orjson.dumps(block.get("input") or {}).decode()}})
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if calls:
         message["tool_calls"] = calls
@@ -119,7 +122,8 @@ def messages_to_chat_response(msg: dict[str, Any], created: int | None = None) -
             "object": "chat.completion", "created": created or int(time.time()),
             "model": msg.get("model"),
             "choices": [{"index": 0, "message": message,
-                         "finish_reason": STOP_TO_FINISH.get(msg.get("stop_reason") or "", "stop")}],
+                         "finish_reason": STOP_TO_FINISH.get(msg.get("stop_reason") or "",
+                                                             "stop")}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion}}
 
@@ -157,13 +161,18 @@ class MessagesToChatStream:
             if line.startswith(b"data:") and not self.done:
                 payload = line[5:].strip()
                 if payload:
-                    out.extend(self._event(orjson.loads(payload)))
+                    try:
+                        out.extend(self._event(orjson.loads(payload)))
+                    except BAD_SHAPE as exc:  # the caller turns `failed` into StreamBroken
+                        self.failed = f"an event of an unexpected shape ({exc})"
+                        break
         return b"".join(out)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         return b"data: " + orjson.dumps({
             "id": self._id, "object": "chat.completion.chunk", "created": self._created,
-            "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + b"\n\n"
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + b"\n\n"
 
     def _event(self, event: Any) -> Iterator[bytes]:
         if not isinstance(event, dict):

@@ -21,8 +21,8 @@ import orjson
 
 from router.errors import BadRequest, RouterError, body_for, error_body
 from router.wire.chat import MAX_INTEGER, decode_object
-from router.wire.messages import call_position, sse_data
-from router.wire.messages_check import _is_int
+from router.wire.messages import BAD_SHAPE, call_position, sse_data
+from router.wire.messages_check import _is_int, _one_of
 
 DROPPED_ITEMS = frozenset({"reasoning", "web_search_call", "item_reference", "compaction"})
 TOOL_CHOICES = frozenset({"auto", "none", "required"})
@@ -46,7 +46,8 @@ def error_for(exc: RouterError) -> dict[str, Any]:
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
             error = payload["error"]
             return error_body(str(error.get("message") or exc.message),
-                              str(error.get("type") or exc.type), error.get("code"), error.get("param"))
+                              str(error.get("type") or exc.type), error.get("code"),
+                              error.get("param"))
     return body_for(exc)
 
 
@@ -98,9 +99,9 @@ def validate(body: dict[str, Any]) -> None:
                 raise _bad(f"'tools[{j}].name' must be a string.", f"tools[{j}].name")
     choice = body.get("tool_choice")
     if choice is not None and not (isinstance(choice, str) and choice in TOOL_CHOICES) and not (
-            isinstance(choice, dict) and choice.get("type") in CALLABLE_TOOLS
+            isinstance(choice, dict) and _one_of(choice.get("type"), CALLABLE_TOOLS)
             and isinstance(choice.get("name"), str)) and not (
-            isinstance(choice, dict) and choice.get("type") in TOOL_CHOICES):
+            isinstance(choice, dict) and _one_of(choice.get("type"), TOOL_CHOICES)):
         raise _bad("'tool_choice' must be auto, none, required or "
                    "{\"type\": \"function\", \"name\": ...}.", "tool_choice")
     value = body.get("max_output_tokens")
@@ -122,7 +123,7 @@ def _check_item(item: Any, at: str) -> None:
         raise _bad(f"'{at}' must be an object.", at)
     kind = item.get("type", "message")
     if kind == "message":
-        if item.get("role") not in MESSAGE_ROLES:
+        if not _one_of(item.get("role"), MESSAGE_ROLES):
             raise _bad(f"'{at}.role' must be user, assistant, system or developer.", f"{at}.role")
         content = item.get("content")
         if isinstance(content, list):
@@ -131,7 +132,7 @@ def _check_item(item: Any, at: str) -> None:
                 if not isinstance(part, dict):
                     raise _bad(f"'{where}' must be an object.", where)
                 ptype = part.get("type")
-                if ptype in TEXT_PARTS:
+                if _one_of(ptype, TEXT_PARTS):
                     key = "refusal" if ptype == "refusal" else "text"
                     if not isinstance(part.get(key), str):
                         raise _bad(f"'{where}.{key}' must be a string.", f"{where}.{key}")
@@ -156,7 +157,7 @@ def _check_item(item: Any, at: str) -> None:
             raise _bad(f"'{at}.call_id' must be a string.", f"{at}.call_id")
         if not isinstance(item.get("output"), (str, list)):
             raise _bad(f"'{at}.output' must be a string or an array.", f"{at}.output")
-    elif kind not in DROPPED_ITEMS:
+    elif not _one_of(kind, DROPPED_ITEMS):
         raise _bad(f"'{at}.type' {kind!r} is not supported.", f"{at}.type")
 
 
@@ -166,7 +167,7 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(str(p.get("text", p.get("refusal", ""))) for p in content
-                   if isinstance(p, dict) and p.get("type") in TEXT_PARTS)
+                   if isinstance(p, dict) and _one_of(p.get("type"), TEXT_PARTS))
 
 
 def _user_content(content: Any) -> str | list[dict[str, Any]]:
@@ -275,7 +276,8 @@ def response_object(response_id: str, model: str, created: int, status: str,
     """A Responses `response` object with every field the SDKs read."""
     return {"id": response_id, "object": "response", "created_at": created, "status": status,
             "error": error,
-            "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+            "incomplete_details": {"reason": "max_output_tokens"}
+            if status == "incomplete" else None,
             "instructions": None, "max_output_tokens": None, "model": model, "output": output,
             "parallel_tool_calls": True, "previous_response_id": None,
             "reasoning": {"effort": None, "summary": None}, "store": False, "temperature": None,
@@ -347,7 +349,10 @@ def translate_chat_answer(raw: bytes, model: str, custom: frozenset[str] = froze
         raise ValueError("the backend's answer is not JSON") from None
     if not isinstance(chat, dict):
         raise ValueError("the backend's answer is not a JSON object")
-    return orjson.dumps(chat_to_responses_response(chat, model, custom))
+    try:
+        return orjson.dumps(chat_to_responses_response(chat, model, custom))
+    except BAD_SHAPE as exc:
+        raise ValueError(f"the backend's answer has an unexpected shape ({exc})") from None
 
 
 # -- Chat SSE -> Responses SSE ---------------------------------------------------------------
@@ -404,7 +409,11 @@ class ChatToResponsesStream:
                 if payload == b"[DONE]":
                     self._complete(out)
                 elif payload:
-                    self._event(orjson.loads(payload), out)
+                    try:
+                        self._event(orjson.loads(payload), out)
+                    except BAD_SHAPE as exc:
+                        out.append(self.error(f"the backend sent an event of an unexpected "
+                                              f"shape ({type(exc).__name__}: {exc})"))
                 if self._done:
                     break
             elif line.startswith(b":"):
@@ -499,8 +508,8 @@ class ChatToResponsesStream:
             self._close_call(out)
             index = self._calls[position] = self._open_call = len(self._output)
             name = function.get("name") or ""
-            item = _call_item(f"fc_{self._base}_{index}", call.get("id") or f"call_{self._base}_{index}",
-                              name, "", "in_progress")
+            call_id = call.get("id") or f"call_{self._base}_{index}"
+            item = _call_item(f"fc_{self._base}_{index}", call_id, name, "", "in_progress")
             self._output.append(item)
             added = item if name not in self.custom else {
                 "id": item["id"], "type": "custom_tool_call", "status": "in_progress",
