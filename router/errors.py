@@ -45,6 +45,12 @@ class Forbidden(RouterError):
     code = "forbidden"
 
 
+class NotFound(RouterError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
 class ModelNotFound(RouterError):
     status = 404
     type = "invalid_request_error"

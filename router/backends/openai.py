@@ -174,20 +174,25 @@ class OpenAIBackend:
 
 def _status_error(name: str, status: int, body: bytes, retry_after: str | None) -> UpstreamError:
     """The UpstreamError for an error status, whichever client received it."""
-    return UpstreamError(f"backend {name} answered HTTP {status}", status=status,
-                         retriable=status in RETRIABLE_STATUSES, body=body,
-                         retry_after=retry_after, code=error_code(body))
+    code, detail = error_detail(body)
+    message = f"backend {name} answered HTTP {status}" + (f": {detail[:300]}" if detail else "")
+    return UpstreamError(message, status=status, retriable=status in RETRIABLE_STATUSES,
+                         body=body, retry_after=retry_after, code=code)
 
 
-def error_code(body: bytes) -> str | None:
-    """`error.code` of an OpenAI error body (the agent's `gaming_mode`, say), else None."""
+def error_detail(body: bytes) -> tuple[str | None, str | None]:
+    """`error.code` and `error.message` of an OpenAI error body (e.g. the agent's
+    `model_start_failed` and why), else None for each."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
+        return None, None
     error = payload.get("error") if isinstance(payload, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) else None
+    if not isinstance(error, dict):
+        return None, None
+    code, message = error.get("code"), error.get("message")
+    return (code if isinstance(code, str) else None,
+            message if isinstance(message, str) else None)
 
 
 async def _chunks(name: str, response: aiohttp.ClientResponse, stream: bool) -> AsyncIterator[bytes]:

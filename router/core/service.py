@@ -26,7 +26,7 @@ from router.core import tokens
 from router.core.gaming import GamingMode
 from router.core.policy import Decision, Features, RuleSet, decide, is_complex
 from router.core.registry import BackendRegistry, BackendState
-from router.core.waiting import Keepalive, Notify, first_chunk, start_timeout_of
+from router.core.waiting import Keepalive, Notify, Watchdog, first_chunk, start_timeout_of
 from router.errors import (
     ContextLengthExceeded,
     NoBackendAvailable,
@@ -39,7 +39,6 @@ from router.metrics import Metrics
 from router.settings import Settings, redact_url
 from router.store.decision_log import DecisionLog
 from router.wire import chat as req
-from router.wire.assemble import StreamAssembler
 from router.wire.sse import SSEText, checked
 from router.wire.usage import UsageMeter
 
@@ -270,7 +269,6 @@ class RouterService:
         failures: list[dict[str, str]] = []
         last: UpstreamError | None = None
         stream = bool(body.get("stream"))
-        silence = self.settings.first_byte_timeout
         for attempt, name in enumerate(decision.candidates):
             state = planned.states[name]
             hint = planned.hint if name == planned.target_backend else None
@@ -284,27 +282,15 @@ class RouterService:
                 path, source_body, is_native = native.path, native.body, True
             outgoing, clamped = self._outgoing(state, source_body, model, planned.estimated_tokens)
             row["max_tokens_clamped"] = clamped
-            # A non-streaming answer would arrive whole, after the generation: silence could not
-            # tell a hung backend from a long answer. Stream it upstream and assemble the JSON.
-            assemble = not stream and not is_native and path in ASSEMBLED \
-                and state.spec is not None and state.spec.kind in STREAMING_KINDS
-            if assemble:
-                outgoing.update(stream=True, stream_options={"include_usage": True})
-            deadline = silence if stream or assemble else max(silence, self.settings.read_timeout)
             if keepalive is not None:
                 keepalive.watch(name, state.label, bool(state.spec and state.spec.loading_status))
             state.active += 1
+            watch: list[Watchdog] = []
             try:
-                upstream, first = await self._first_bytes(state.client, path, outgoing,
-                                                          stream or assemble, out_headers,
-                                                          deadline, keepalive)
-                ttft = time.perf_counter()
-                if assemble:
-                    first = await self._assemble(name, upstream, first, ASSEMBLED[path])
-                    upstream = Upstream(upstream.status, "application/json", _nothing(),
-                                        _released, headers=upstream.headers)
+                upstream, first = await self._first_bytes(state, path, outgoing, stream,
+                                                          out_headers, keepalive, watch)
             except TimeoutError:
-                last = UpstreamError(f"backend {name} sent nothing for {deadline:g}s (hung)")
+                last = UpstreamError(f"backend {name} {watch[0].verdict if watch else 'timed out'}")
             except UpstreamError as exc:
                 last = exc
             except Exception as exc:  # a backend bug must not skip the fallback or the row
@@ -314,7 +300,7 @@ class RouterService:
                 state.active -= 1
                 raise
             else:
-                row["ttft_ms"] = round((ttft - started) * 1000, 2)
+                row["ttft_ms"] = round((time.perf_counter() - started) * 1000, 2)
                 routed = Routed(self, row, upstream, first, name, model, decision.reason,
                                 started, native=is_native, state=state, clamped=clamped)
                 routed.meter.feed(first)
@@ -358,20 +344,30 @@ class RouterService:
         outgoing[key] = clamped
         return outgoing, clamped
 
-    async def _first_bytes(self, client: Backend, endpoint: str, body: dict[str, Any],
-                           stream: bool, headers: dict[str, str], deadline: float,
-                           keepalive: Keepalive | None) -> tuple[Upstream, bytes]:
+    async def _first_bytes(self, state: BackendState, path: str, body: dict[str, Any],
+                           stream: bool, headers: dict[str, str], keepalive: Keepalive | None,
+                           watch: list[Watchdog]) -> tuple[Upstream, bytes]:
         """Send and wait for the first chunk that commits the answer (not the agent's notes).
 
-        Raises UpstreamError (TimeoutError after `deadline` seconds of silence); the upstream
-        is released on every failure.
+        A `Watchdog` (appended to `watch`, for the caller's error message) fails the attempt
+        with TimeoutError when the backend is silent and does not answer a health check.
+        Raises UpstreamError; the upstream is released on every failure.
         """
+        client = state.client
         # asyncio.timeout, not wait_for: no extra task per request on Python 3.11.
-        async with asyncio.timeout(deadline) as timer:
+        async with asyncio.timeout(None) as timer:
+            watchdog = Watchdog(timer, self.settings.first_byte_timeout,
+                                max(self.settings.first_byte_timeout, self.settings.read_timeout),
+                                lambda: _healthy(client))
+            watch.append(watchdog)
             try:
-                upstream = await client.send(endpoint, body, stream=stream, headers=headers)
+                upstream = await client.send(path, body, stream=stream, headers=headers)
             except StreamBroken as exc:  # e.g. OpenCode's event stream ending before any output
+                watchdog.stop()
                 raise UpstreamError(str(exc)) from None
+            except BaseException:
+                watchdog.stop()
+                raise
             try:
                 if stream:
                     if not upstream.content_type.startswith("text/event-stream"):
@@ -381,7 +377,7 @@ class RouterService:
                                             f"{upstream.content_type!r}, not an event stream "
                                             f"({_snippet(head)!r})", code=INVALID_ANSWER)
                     upstream.chunks = checked(client.name, upstream.chunks)
-                    first = await first_chunk(client.name, upstream.chunks, timer, deadline,
+                    first = await first_chunk(client.name, upstream.chunks, watchdog,
                                               start_timeout_of(upstream.headers), keepalive)
                 else:
                     first = await anext(upstream.chunks, b"")
@@ -397,24 +393,9 @@ class RouterService:
             except BaseException:
                 await upstream.release()
                 raise
+            finally:
+                watchdog.stop()
         return upstream, first
-
-    async def _assemble(self, name: str, upstream: Upstream, first: bytes, chat: bool) -> bytes:
-        """The whole answer of a stream sent upstream for a non-streaming client, as JSON.
-
-        Raises UpstreamError when the stream breaks: nothing has reached the client yet, so the
-        next candidate may still answer.
-        """
-        assembler = StreamAssembler(chat)
-        try:
-            assembler.feed(first)
-            async for chunk in upstream.chunks:
-                assembler.feed(chunk)
-        except StreamBroken as exc:
-            raise UpstreamError(f"backend {name} failed mid-answer: {exc}") from None
-        finally:
-            await upstream.release()
-        return orjson.dumps(assembler.result())
 
     @staticmethod
     def _upstream_error(last: UpstreamError, failures: list[str]) -> RouterError:
@@ -595,18 +576,11 @@ class ReloadResult:
 
 
 INVALID_ANSWER = "invalid_answer"  # UpstreamError.code: a body that is not an OpenAI answer
-# Non-streaming requests sent upstream as streams (path -> is it chat), for these kinds.
-ASSEMBLED = {"/v1/chat/completions": True, "/v1/completions": False}
-STREAMING_KINDS = frozenset({"openai", "agent"})
 
 
-async def _nothing() -> AsyncIterator[bytes]:
-    return
-    yield b""  # an async generator that yields nothing
-
-
-async def _released() -> None:
-    """The release of an upstream that was already released (an assembled answer)."""
+async def _healthy(client: Backend) -> bool:
+    """The watchdog's probe: does a silent backend still answer its health check?"""
+    return (await client.check_health()).healthy
 
 
 class _RowBudget:

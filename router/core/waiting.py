@@ -5,10 +5,10 @@ silence. While the router waits for a candidate's first byte it calls the caller
 every `interval` seconds (the HTTP handler writes an SSE comment, the bot edits its reply).
 `Keepalive` costs one timer per request and no task unless a note falls due.
 
-The inference agent streams comment lines (`: model <id> starting (<s> s)`) while vLLM starts
-(docs/agent.md). `first_chunk()` reads past them: each one proves the backend alive, so the
-silence deadline (`FIRST_BYTE_TIMEOUT`) moves on, up to the agent's start timeout; a backend
-that says nothing at all is hung and failed over at the deadline.
+A backend silent for `FIRST_BYTE_TIMEOUT` is probed (`Watchdog`): one that answers a health
+check is busy and waited for; one that does not is hung and failed over. The inference agent
+streams comment lines (`: model <id> starting (<s> s)`) while vLLM starts (docs/agent.md):
+`first_chunk()` reads past them, each one a sign of life, up to the agent's start timeout.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from router.errors import UpstreamError
 log = logging.getLogger(__name__)
 
 AGENT_NOTE = b": model "
+PROBE_TIMEOUT = 1.0  # seconds a health probe of a silent backend may take
 START_TIMEOUT_HEADER = "x-model-start-timeout"
 MODEL_STATE_HEADER = "x-model-state"
 
@@ -112,27 +113,86 @@ class Keepalive:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def first_chunk(name: str, chunks: AsyncIterator[bytes], timer: asyncio.Timeout,
-                      silence: float, start_timeout: float | None,
-                      keepalive: Keepalive | None) -> bytes:
+class Watchdog:
+    """Tells a backend that is working from a hung one while its first byte is awaited.
+
+    After `silence` seconds without a byte it runs `probe` (a health check, at most
+    PROBE_TIMEOUT seconds): a backend that answers is busy (a long prefill, a whole
+    non-streaming answer, a model loading) and gets another `silence`, up to `limit` seconds in
+    all; one that does not is hung, and `timer` fires at once. A byte (the agent's starting
+    notes) resets the count. One timer per attempt; a task only when a probe is due.
+    """
+
+    def __init__(self, timer: asyncio.Timeout, silence: float, limit: float,
+                 probe: Callable[[], Awaitable[bool]]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timer = timer
+        self._silence = silence
+        self._limit = self._loop.time() + limit
+        self._probe_fn = probe
+        self._task: asyncio.Task[None] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self.verdict = f"sent nothing for {silence:g}s"
+        self.touch()
+
+    def touch(self, until: float | None = None) -> None:
+        """A sign of life: wait another `silence` (and up to `until`, a loop time, in all)."""
+        if until is not None:
+            self._limit = max(self._limit, until)
+        if self._handle is not None:
+            self._handle.cancel()
+        now = self._loop.time()
+        # Slack past the probe's own timeout: the probe, not the timer, gives the verdict.
+        self._timer.reschedule(min(now + self._silence + PROBE_TIMEOUT + 0.5, self._limit))
+        self._handle = self._loop.call_later(self._silence, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._task = self._loop.create_task(self._probe())
+
+    async def _probe(self) -> None:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                alive = await self._probe_fn()
+        except Exception:  # a failing or slow health check is the answer
+            alive = False
+        if not alive:
+            self.verdict = (f"sent nothing for {self._silence:g}s and did not answer a health "
+                            "check (hung)")
+            self._timer.reschedule(self._loop.time())
+        elif self._loop.time() + self._silence < self._limit:
+            self.touch()
+        else:
+            self.verdict = "sent nothing before its time ran out"
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+
+async def first_chunk(name: str, chunks: AsyncIterator[bytes], watchdog: Watchdog,
+                      start_timeout: float | None, keepalive: Keepalive | None) -> bytes:
     """The first chunk that is not only the agent's comments (b"" if the body ended).
 
-    Every comment chunk moves `timer` to `silence` seconds from now, capped at `start_timeout`
-    from the first one. Raises UpstreamError for an error event sent before any content (a
-    model that failed to start: nothing was committed, so the caller may fall back).
+    Every comment chunk is a sign of life for `watchdog`, which then waits up to
+    `start_timeout` from the first one. Raises UpstreamError for an error event sent before
+    any content (a model that failed to start: nothing was committed, so the caller may fall
+    back).
     """
     loop = asyncio.get_running_loop()
-    cap: float | None = None
+    until: float | None = None
     while True:
         chunk = await anext(chunks, b"")
         if not chunk.startswith(b":") or not _only_comments(chunk):
             break
-        if cap is None:
-            cap = loop.time() + (start_timeout or silence) + silence
+        if until is None and start_timeout:
+            until = loop.time() + start_timeout
         if keepalive is not None and AGENT_NOTE in chunk:
             line = chunk[chunk.rfind(AGENT_NOTE):].split(b"\n", 1)[0]
             keepalive.detail = line[2:].decode("utf-8", "replace").strip()
-        timer.reschedule(min(loop.time() + silence, cap))
+        watchdog.touch(until)
     _raise_error_event(name, chunk)
     return chunk
 

@@ -23,6 +23,7 @@ from router.wire import chat as req
 from router.backends.base import StreamBroken
 from router.errors import (
     BadRequest,
+    NotFound,
     BodyTooLarge,
     Forbidden,
     RateLimited,
@@ -378,9 +379,12 @@ class Api:
                 raise BadRequest("Body must be JSON like {\"enabled\": true}.", param="enabled")
             backend = payload.get("backend")
             gaming = service.gaming.states
+            if backend is not None and not isinstance(backend, str):
+                raise BadRequest("'backend' must be the name of a gaming backend.", param="backend")
             if backend is not None and backend not in gaming:
-                raise BadRequest(f"'backend' must be a gaming backend ({', '.join(gaming) or 'none is configured'}), "
-                                 f"got {backend!r}.", param="backend")
+                raise NotFound(f"There is no gaming backend {backend!r} (gaming backends: "
+                               f"{', '.join(gaming) or 'none is configured'}).", param="backend",
+                               code="backend_not_found")
             actor = request.headers.get("X-Actor", "admin-api")[:100]
             change = await service.gaming.set(payload["enabled"], actor, "admin", backend)
         except RouterError as exc:

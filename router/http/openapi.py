@@ -112,10 +112,23 @@ SCHEMAS: dict[str, Any] = {
             "decision_log": {"type": "object"}},
     },
     "GamingMode": {"type": "object", "required": ["enabled"],
-                   "properties": {"enabled": {"type": "boolean"}}},
+                   "properties": {"enabled": {"type": "boolean"},
+                                  "backend": {"type": ["string", "null"],
+                                              "description": "One gaming backend (default: all)."},
+                                  "backends": {"type": "object",
+                                               "additionalProperties": {"type": "boolean"}}}},
     "GamingModeChange": {
         "type": "object", "required": ["enabled", "applied", "message"],
         "properties": {"enabled": {"type": "boolean"}, "applied": {"type": "boolean"},
+                       "message": {"type": "string"},
+                       "backends": {"type": "object", "additionalProperties": {"type": "boolean"}}}},
+    "Reload": {
+        "type": "object", "required": ["reloaded", "config", "backends", "message"],
+        "properties": {"reloaded": {"type": "boolean"}, "config": {"type": "string"},
+                       "backends": {"type": "array", "items": {"type": "string"}},
+                       "changed": {"type": "array", "items": {"type": "string"}},
+                       "removed": {"type": "array", "items": {"type": "string"}},
+                       "restart_needed": {"type": "array", "items": {"type": "string"}},
                        "message": {"type": "string"}}},
 }
 
@@ -198,7 +211,16 @@ def spec() -> dict[str, Any]:
                              "$ref": "#/components/schemas/GamingMode"}}}},
                          "responses": {"200": _json("The change.", {
                              "$ref": "#/components/schemas/GamingModeChange"}),
-                             "400": _error("Body is not {\"enabled\": bool}."), **admin_errors}},
+                             "400": _error("Body is not {\"enabled\": bool}."),
+                             "404": _error("No gaming backend has that name."), **admin_errors}},
+            },
+            "/admin/reload": {
+                "post": {"summary": "Re-read the home-lab file (ROUTER_CONFIG) for new requests.",
+                         "security": [{"adminToken": []}],
+                         "responses": {"200": _json("What changed.",
+                                                    {"$ref": "#/components/schemas/Reload"}),
+                                       "400": _error("The file is invalid; nothing changed."),
+                                       **admin_errors}},
             },
             "/openapi.json": {"get": {"summary": "This document.", "responses": {
                 "200": _json("OpenAPI 3.1.", {"type": "object", "required": ["openapi"]})}}},

@@ -93,18 +93,18 @@ async def test_a_crashed_start_falls_back_to_the_next_candidate(make_router, sta
 @pytest.mark.parametrize("stream", [True, False])
 async def test_a_hung_backend_is_failed_over(make_router, spare, stream):
     hung = await FakeUpstream("hung-model", 32768).start()
-    hung.mode = "hang"  # accepts the connection, never answers
     try:
         router = await make_router({"GAMING_PC_URL": hung.url, "LOCAL_3070_URL": spare.url,
                                     "FIRST_BYTE_TIMEOUT": "2", "BACKEND_READ_TIMEOUT": "600",
                                     "STREAM_KEEPALIVE": "1"})
+        hung.mode = "hang"  # since its last health check: accepts connections, answers nothing
         async with httpx.AsyncClient(base_url=router.url, timeout=60) as http, asyncio.timeout(60):
             answer = await http.post("/v1/chat/completions", json={
                 "model": "big", "messages": HELLO, "stream": stream})
         assert answer.status_code == 200
         [row] = await decision_rows(router)
         assert (row.backend, row.fallback_attempts) == ("3070", 1)
-        assert "sent nothing for 2s (hung)" in row.failures
+        assert "sent nothing for 2s and did not answer a health check (hung)" in row.failures
     finally:
         await hung.stop()
 

@@ -121,7 +121,8 @@ async def test_every_kind_routes_by_the_file(make_router, tmp_path, agent_url, z
         assert forced.headers["x-routed-backend"] == "pc"  # the agent serves force-big only
         unknown = await http.post("/admin/gaming-mode", json={"enabled": True, "backend": "zai"},
                                   headers=ADMIN)
-        assert unknown.status_code == 400 and "gaming backend (pc)" in unknown.json()["error"]["message"]
+        assert unknown.status_code == 404
+        assert "no gaming backend 'zai' (gaming backends: pc)" in unknown.json()["error"]["message"]
     rows = await decision_rows(router)
     assert [r.backend for r in rows] == ["pc", "zai", "zai", "claude", "zai", "pc"]
     assert all(ZAI_KEY not in repr(r) for r in rows)

@@ -1,6 +1,7 @@
 """A controllable OpenAI-compatible upstream for router tests (a real aiohttp server on loopback).
 
-Set `mode` to make it misbehave: "ok", "status" (answer `fail_status`), "hang" (never answer),
+Set `mode` to make it misbehave: "ok", "status" (answer `fail_status`), "hang" (never answer,
+not even a health check; "hold" and `delay` keep health checks answered: a busy backend),
 "hold" (answer once `release` is set),
 "die_mid_stream" (send `die_after` chunks, then drop the connection), "garbage" (non-JSON 200),
 "malformed_sse"; `pause_after` holds a stream mid-way until `resume` is set. Every request body it received is kept in `requests` for assertions.
@@ -73,6 +74,8 @@ class FakeUpstream:
         return web.Response(status=200 if self.healthy else 503)
 
     async def _models(self, _r: web.Request) -> web.Response:
+        if self.mode == "hang":  # hung: accepts connections, answers nothing, health included
+            await asyncio.sleep(3600)
         if not self.healthy:
             return web.json_response({"error": "down"}, status=503)
         entry: dict[str, Any] = {"id": self.model, "object": "model", "created": 0, "owned_by": "vllm"}

@@ -114,7 +114,7 @@ async def test_a_200_that_is_not_json_falls_back(make_router, upstreams):
     [row] = await decision_rows(router)
     assert (row.backend, row.fallback_attempts, row.status_code) == ("3090", 1, 200)
     [failure] = json.loads(row.failures)
-    assert failure["backend"] == "3070" and "'text/html" in failure["error"]
+    assert failure["backend"] == "3070" and "text/html body, not JSON" in failure["error"]
     assert "<html>this is not json" in failure["error"]
 
 
@@ -157,19 +157,16 @@ async def test_client_disconnect_mid_stream_cancels_upstream(make_router, upstre
 
 
 async def test_a_long_non_streaming_answer_is_not_mistaken_for_a_hang(make_router, upstreams):
-    """The router streams a non-streaming request upstream: tokens prove the backend alive, so
-    an answer taking longer than FIRST_BYTE_TIMEOUT is not cut, and is assembled into JSON."""
-    router = await make_router(backend_env(upstreams), first_byte_timeout=0.3, read_timeout=5)
-    upstreams["3070"].chunk_delay = 0.25  # five events: over a second in all
+    """A whole answer arrives only when generation ends. Silent past FIRST_BYTE_TIMEOUT, the
+    backend is probed: it answers its health check, so it is busy, not hung, and waited for."""
+    router = await make_router(backend_env(upstreams), first_byte_timeout=0.3, read_timeout=30)
+    upstreams["3070"].delay = 1.2  # several silences in a row
     async with await _client(router) as client:
         raw = await client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
     assert raw.headers["x-routed-backend"] == "3070"
-    answer = raw.parse()
-    assert answer.choices[0].message.content == "tok0 tok1 tok2 tok3 tok4 "
-    assert answer.usage is not None and answer.usage.completion_tokens == 5
-    assert upstreams["3070"].requests[0]["stream"] is True
+    assert raw.parse().choices[0].message.content == "tok0 tok1 tok2 tok3 tok4 "
     [row] = await decision_rows(router)
-    assert (row.fallback_attempts, row.stream, row.completion_tokens) == (0, False, 5)
+    assert row.fallback_attempts == 0
 
 
 async def test_a_hung_backend_fails_over_for_non_streaming_requests_too(make_router, upstreams):
@@ -181,4 +178,5 @@ async def test_a_hung_backend_fails_over_for_non_streaming_requests_too(make_rou
         raw = await client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
     assert raw.headers["x-routed-backend"] == "3090"
     [row] = await decision_rows(router)
-    assert row.fallback_attempts == 1 and "hung" in row.failures
+    assert row.fallback_attempts == 1
+    assert "sent nothing for 1s and did not answer a health check (hung)" in row.failures
