@@ -12,18 +12,17 @@ import asyncio
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from bot import charts, reports
 from bot.commands import Invocation, help_text
 from router.wire import chat as req
 from router.backends.agent_control import AgentClient, AgentError
 from router.errors import RouterError
-from router.store.models import Setting
 from router.core.service import RouterService
+from router.settings import ConfigError
+from router.store import queries
 
 __all__ = ["CHANGE_CHANNEL", "REASONS", "BotActions", "ChannelModels", "Context", "Reply"]
 
@@ -44,8 +43,6 @@ REASONS = {
     "complex_task": "the prompt looks like a complex task",
     "fallback": "the preferred backends cannot take it",
 }
-BACKEND_NAMES = {"3070": "3070", "small": "3070", "3090": "3090", "gaming-pc": "3090",
-                 "big": "3090", "medium": "3090", "opencode": "opencode"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,27 +72,13 @@ class ChannelModels:
         self._engine = engine
 
     async def get(self, channel_id: str) -> str:
-        return await asyncio.to_thread(self._get, channel_id)
+        value = await asyncio.to_thread(queries.get_setting, self._engine,
+                                        f"channel_model:{channel_id}")
+        return value or "auto"
 
     async def set(self, channel_id: str, model: str, by: str) -> None:
-        await asyncio.to_thread(self._set, channel_id, model, by)
-
-    def _get(self, channel_id: str) -> str:
-        with Session(self._engine) as session:
-            row = session.get(Setting, f"channel_model:{channel_id}")
-            return row.value if row is not None else "auto"
-
-    def _set(self, channel_id: str, model: str, by: str) -> None:
-        key = f"channel_model:{channel_id}"
-        with Session(self._engine) as session:
-            row = session.get(Setting, key)
-            if row is None:
-                row = Setting(key=key, value=model, updated_by=by)
-            else:
-                row.value, row.updated_by = model, by
-                row.updated_at = datetime.now(UTC)
-            session.add(row)
-            session.commit()
+        await asyncio.to_thread(queries.put_setting, self._engine, f"channel_model:{channel_id}",
+                                model, by)
 
 
 async def chart_png(engine: Engine, window: str) -> bytes | None:
@@ -136,14 +119,16 @@ class BotActions:
         try:
             match invocation.name:
                 case "gaming":
-                    return await self.gaming(args[0] == "on", ctx)
+                    return await self.gaming(args[0] == "on", ctx, args[1] if len(args) > 1 else None)
+                case "reload":
+                    return await self.reload()
                 case "gaming status":
                     return Reply(reports.gaming_status_text(self.service.status()))
                 case "status":
                     return Reply(reports.status_text(self.service.status()))
                 case "models":
                     return Reply(reports.models_text(self.service.status(),
-                                                     self.service.settings.model_aliases,
+                                                     dict(self.service.topology.aliases),
                                                      await self.models.get(ctx.channel_id)))
                 case "use":
                     return await self.use(args[0], ctx)
@@ -162,24 +147,42 @@ class BotActions:
         except AgentError as exc:
             return Reply(f"Sorry, that did not work: {exc.message}", public=True)
 
-    async def gaming(self, enabled: bool, ctx: Context) -> Reply:
+    async def gaming(self, enabled: bool, ctx: Context, backend: str | None = None) -> Reply:
+        service = self.service
+        gaming = service.gaming.states
+        if backend is not None:  # a label works as well as a name
+            names = {service.topology.label(n).lower(): n for n in gaming}
+            backend = backend if backend in gaming else names.get(backend.lower())
+            if backend is None:
+                listed = ", ".join(service.topology.label(n) for n in gaming) or "none is configured"
+                return Reply(f"There is no such gaming backend; gaming backends: {listed}.")
         token = CHANGE_CHANNEL.set(ctx.channel_id)
         try:
-            change = await self.service.gaming.set(enabled, ctx.username, ctx.source)
+            change = await service.gaming.set(enabled, ctx.username, ctx.source, backend)
         finally:
             CHANGE_CHANNEL.reset(token)
-        text = reports.GAMING_ON if enabled else reports.GAMING_OFF
+        labels = [service.topology.label(n) for n in change.backends]
+        lines = [reports.gaming_change_text(enabled, labels)]
         if not change.applied:
-            text += ("\nThe gaming PC could not be reached; the change is kept and applied as "
-                     "soon as it answers.")
-        return Reply(text, public=True)
+            lines.append("The gaming PC could not be reached; the change is kept and applied as "
+                         "soon as it answers.")
+        if enabled:  # confirm the GPU is free when the host can tell (NVML)
+            lines += [text for name, host in change.hosts.items()
+                      if (text := reports.freed_text(service.topology.label(name), host))]
+        return Reply("\n".join(lines), public=True)
+
+    async def reload(self) -> Reply:
+        try:
+            result = await self.service.reload()
+        except ConfigError as exc:
+            return Reply(f"The configuration was not reloaded; nothing changed: {exc}")
+        return Reply(result.summary(), public=True)
 
     async def use(self, model: str, ctx: Context) -> Reply:
         if model.lower() == "auto":
             await self.models.set(ctx.channel_id, "auto", ctx.username)
             return Reply("Chat in this channel now uses automatic routing (`auto`).", public=True)
-        target = req.resolve_target(model, self.service.settings.model_aliases,
-                                    self.service.registry.served_models())  # raises ModelNotFound
+        target = self._target(model)  # raises ModelNotFound
         await self.models.set(ctx.channel_id, model, ctx.username)
         where = f" (backend {target.backend})" if target.backend else ""
         return Reply(f"Chat in this channel now uses model `{model}`{where}.", public=True)
@@ -207,42 +210,52 @@ class BotActions:
         return Reply("\n".join(lines))
 
     async def stats(self, window: str) -> Reply:
-        engine: Engine = self.service.engine  # type: ignore[attr-defined]
+        engine = self.service.engine
         await self.service.decisions.flush(timeout=2.0)
         rows = await asyncio.to_thread(reports.compute_stats, engine, reports.since(window))
         return Reply(reports.stats_table(rows, window), chart=await chart_png(engine, window))
 
+    def _target(self, model: str) -> req.Target:
+        topology = self.service.topology
+        return req.resolve_target(model, topology.aliases, self.service.registry.served_models(),
+                                  self.service.registry.states, topology.globs)
+
     def _agent_backend(self, name: str) -> tuple[str, str]:
-        backend = BACKEND_NAMES.get(name.lower(), name)
-        if backend == "opencode":
-            raise AgentError("OpenCode has no inference agent; only the GPU hosts (3070, 3090) "
-                             "can load or stop models.")
-        if backend not in ("3070", "3090"):
-            raise AgentError(f"Unknown backend '{name}'; use 3070 or 3090.")
-        url = self.service.settings.backend_url(backend)
-        if not url:
-            raise AgentError(f"The {backend} backend is not configured.")
-        return backend, url
+        """The backend `name` (or a label or alias of it) and its agent's base URL."""
+        topology = self.service.topology
+        backend = name if name in topology.backends else next(
+            (n for n, s in topology.backends.items() if s.label.lower() == name.lower()), None)
+        if backend is None and topology.aliases.get(name):
+            backend = topology.aliases[name].partition(":")[0]
+        agents = [n for n, s in topology.backends.items() if s.kind == "agent"]
+        if backend is None or backend not in topology.backends:
+            raise AgentError(f"Unknown backend '{name}'; the GPU hosts are "
+                             f"{', '.join(agents) or 'not configured'}.")
+        spec = topology.backends[backend]
+        if spec.kind != "agent":
+            raise AgentError(f"{spec.label} has no inference agent; only the GPU hosts "
+                             f"({', '.join(agents)}) can load or stop models.")
+        return backend, spec.url.removesuffix("/v1")
 
     async def load(self, model: str, on: str | None) -> Reply:
         if on is None:
-            target = req.resolve_target(model, self.service.settings.model_aliases,
-                                        self.service.registry.served_models())
+            target = self._target(model)
             if target.backend is None:
                 raise AgentError("Say which model to load, e.g. `load qwen2.5-14b on 3090`.")
             on = target.backend
         backend, url = self._agent_backend(on)
         state = self.service.registry.get(backend)
         model_id = model
-        alias = self.service.settings.model_aliases.get(model)
+        alias = self.service.topology.aliases.get(model)
         if alias is not None and state is not None:
-            model_id = state.client.resolve_model(alias.partition(":")[2] or None, state.models)
+            model_id = state.client.resolve_model(alias.partition(":")[2] or None, state.served)
         await self.agents.load(url, model_id)
         await self.service.registry.check_all()
-        return Reply(f"Model `{model_id}` is loaded and ready on {backend}.", public=True)
+        return Reply(f"Model `{model_id}` is loaded and ready on {state.label if state else backend}.",
+                     public=True)
 
     async def stop(self, name: str) -> Reply:
         backend, url = self._agent_backend(name)
         await self.agents.stop_all(url)
-        return Reply(f"Stopped every model on {backend}; the GPU is free. The next request "
-                     "starts the model again.", public=True)
+        return Reply(f"Stopped every model on {self.service.topology.label(backend)}; the GPU is "
+                     "free. The next request starts the model again.", public=True)

@@ -112,9 +112,9 @@ def dropped_notice(count: int) -> str:
 
 
 def alert_text(name: str, healthy: bool, error: str | None, changes: int = 1,
-               cooldown: float = 0.0) -> str:
-    """The ops-channel line for a backend transition."""
-    label = DISPLAY.get(name, name)
+               cooldown: float = 0.0, label: str | None = None) -> str:
+    """The ops-channel line for a backend transition (`label`: its configured display name)."""
+    label = label or DISPLAY.get(name, name)
     if healthy:
         text = f":white_check_mark: Backend **{label}** is back up and available for routing."
     else:
@@ -125,10 +125,13 @@ def alert_text(name: str, healthy: bool, error: str | None, changes: int = 1,
     return text
 
 
-def gaming_notice(enabled: bool, actor: str, source: str) -> str:
-    """The ops-channel notice for a gaming-mode change (`source`: bot, slash, admin, observed…)."""
+def gaming_notice(enabled: bool, actor: str, source: str, labels: tuple[str, ...] = ("3090",)) -> str:
+    """The ops-channel notice for a gaming-mode change (`source`: bot, slash, admin, observed…);
+    `labels` are the gaming backends it concerns."""
     who = "the gaming PC itself" if source == "observed" else f"{actor} ({source})"
+    names = ", ".join(labels) or "3090"
     if enabled:
         return (f":video_game: Gaming mode **ON**, set by {who}. "
-                "3090 will only respond to force-big requests.")
-    return f":robot_face: Gaming mode **OFF**, set by {who}. 3090 is available for routing."
+                f"{names} will only respond to force-big requests.")
+    verb = "is" if len(labels) <= 1 else "are"
+    return f":robot_face: Gaming mode **OFF**, set by {who}. {names} {verb} available for routing."

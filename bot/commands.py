@@ -99,6 +99,8 @@ def _gaming(words: list[str], _rest: str) -> Args | None:
         lowered = lowered[1:]
     if lowered in (["on"], ["off"], ["status"]):
         return (lowered[0],)
+    if len(lowered) >= 2 and lowered[0] in ("on", "off"):  # one backend: `on pc`, `on Big PC`
+        return (lowered[0], " ".join(lowered[1:]))
     return None
 
 
@@ -127,7 +129,8 @@ def _load(words: list[str], _rest: str) -> Args | None:
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("gaming", "gaming mode on|off", "Turn gaming mode on or off (admins only).",
+    CommandSpec("gaming", "gaming mode on|off [backend]",
+                "Turn gaming mode on or off, on every gaming backend or one (admins only).",
                 admin_only=True, slow=False, grammar=_gaming),
     CommandSpec("gaming status", "gaming status",
                 "Gaming mode and whether each backend is available.",
@@ -151,6 +154,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("stop", "stop <backend>",
                 "Stop every model on a GPU host's inference agent (admins only).",
                 admin_only=True, slow=True, grammar=_one_token),
+    CommandSpec("reload", "reload", "Re-read the router's home-lab file (admins only).",
+                admin_only=True, slow=True, grammar=_none),
     CommandSpec("help", "help", "This list.", admin_only=False, slow=False, grammar=_none),
 )
 
@@ -200,7 +205,7 @@ def parse(text: str) -> Parsed:
 def format_invocation(invocation: Invocation) -> str:
     """Words that `parse` maps back to `invocation` (used by tests and help examples)."""
     if invocation.name == "gaming":
-        return f"gaming mode {invocation.args[0]}"
+        return " ".join(("gaming mode", *invocation.args))
     if invocation.name == "load" and len(invocation.args) == 2:
         return f"load {invocation.args[0]} on {invocation.args[1]}"
     return " ".join((invocation.name, *invocation.args))

@@ -30,7 +30,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot import reports
 from bot.actions import CHANGE_CHANNEL, BotActions, ChannelModels, Context, chart_png
 from bot.alerts import AlertThrottle, HeldMessages, alert_text, dropped_notice, gaming_notice
-from bot.chat import answer, split_message, thread_messages
+from bot.chat import WaitNotes, answer, split_message, thread_messages
 from bot.commands import ChatPrompt, Empty, UsageError, help_text, parse, strip_mention
 from bot.mattermost import (
     MattermostAdapter,
@@ -246,10 +246,11 @@ class BotPlugin:
         thread = await self.adapter.get_thread(post.id)
         messages = thread_messages(thread, bot.id, bot.username)
         model = await self.actions.models.get(post.channel_id)
+        notes = WaitNotes()  # "Starting qwen2.5-14b on 3090… 45 s" while a cold model loads
         chunks = self.actions.service.chat_stream(messages, model=model, source="bot",
-                                                  client=username)
+                                                  client=username, notify=notes.note)
         await answer(self.adapter, chunks, post.channel_id, post.thread_id,
-                     interval=self.options.edit_interval)
+                     interval=self.options.edit_interval, notes=notes)
 
     # -- ops channel -------------------------------------------------------------------------
 
@@ -340,7 +341,8 @@ class BotPlugin:
         now = asyncio.get_running_loop().time()
         delay = self._throttle.offer(name, healthy, error, now)
         if delay == 0.0:
-            self.spawn(self.post_ops(alert_text(name, healthy, error)), f"alert-{name}")
+            self.spawn(self.post_ops(alert_text(name, healthy, error, label=self._label(name))),
+                       f"alert-{name}")
         elif delay is not None:
             self.spawn(self._flush_alert(name, delay), f"alert-flush-{name}")
 
@@ -350,12 +352,21 @@ class BotPlugin:
         if result is not None:
             healthy, error, changes = result
             await self.post_ops(alert_text(name, healthy, error, changes,
-                                           self.options.alert_cooldown))
+                                           self.options.alert_cooldown, self._label(name)))
+
+    def _label(self, name: str) -> str:
+        assert self.actions is not None
+        state = self.actions.service.registry.get(name)
+        return state.label if state is not None else name
 
     async def _on_gaming(self, enabled: bool, actor: str, source: str) -> None:
         if self.ops_channel_id is not None and CHANGE_CHANNEL.get() == self.ops_channel_id:
             return  # made by a command in the ops channel: its reply there is the announcement
-        self.spawn(self.post_ops(gaming_notice(enabled, actor, source)), "gaming-notice")
+        assert self.actions is not None
+        service = self.actions.service
+        labels = tuple(service.topology.label(name) for name in service.gaming.states)
+        self.spawn(self.post_ops(gaming_notice(enabled, actor, source, labels or ("3090",))),
+                   "gaming-notice")
 
     async def daily_report(self) -> None:
         """The scheduled report (also callable directly)."""

@@ -22,6 +22,8 @@ __all__ = [
     "BackendStats",
     "compute_stats",
     "daily_report",
+    "freed_text",
+    "gaming_change_text",
     "gaming_status_text",
     "models_text",
     "stats_table",
@@ -40,23 +42,55 @@ def _backend(status: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
 
 
 def availability(status: Mapping[str, Any], name: str) -> str:
-    """`Available`, `Down` or, for the 3090 in gaming mode, `Gated (force-big only)`.
+    """`Available`, `Down` or, for a gaming backend in gaming mode, `Gated (force-big only)`.
 
     A backend that is not configured counts as `Down` (it cannot answer).
     """
     backend = _backend(status, name)
     if backend is None or not backend.get("healthy"):
         return "Down"
-    if name == "3090" and status.get("gaming_mode"):
+    if backend.get("gated"):
         return "Gated (force-big only)"
     return "Available"
 
 
+def label(status: Mapping[str, Any], name: str) -> str:
+    """The backend's configured display name (the seed's: 3070, 3090, OpenCode)."""
+    backend = _backend(status, name)
+    return str(backend.get("label") or name) if backend else DISPLAY.get(name, name)
+
+
 def gaming_status_text(status: Mapping[str, Any]) -> str:
-    """The SPEC's four lines, from a `RouterService.status()` dict."""
+    """`Gaming mode: ON|OFF`, then one `LABEL: Available|Gated (force-big only)|Down` line per
+    backend. With the environment's lab, the seed's three lines come first, present or not."""
     lines = [f"Gaming mode: {'ON' if status.get('gaming_mode') else 'OFF'}"]
-    lines += [f"{DISPLAY[n]}: {availability(status, n)}" for n in ("3070", "3090", "opencode")]
+    names = [str(b.get("name")) for b in status.get("backends", ())]
+    if status.get("config", "environment") == "environment":
+        names = ["3070", "3090", "opencode", *(n for n in names if n not in DISPLAY)]
+    lines += [f"{label(status, n)}: {availability(status, n)}" for n in names]
     return "\n".join(lines)
+
+
+def gaming_change_text(enabled: bool, labels: list[str]) -> str:
+    """The reply to `gaming mode on|off`; with the seed's one gaming PC, the SPEC's texts."""
+    if labels in ([], ["3090"]):
+        return GAMING_ON if enabled else GAMING_OFF
+    who = ", ".join(labels)
+    if enabled:
+        return f"Gaming mode enabled. {who} will only respond to force-big requests."
+    return f"Gaming mode disabled. {who} {'is' if len(labels) == 1 else 'are'} available for routing."
+
+
+def freed_text(label: str, host: Mapping[str, Any]) -> str | None:
+    """"3090 freed: 0.3 GiB in use" from a gaming host's status, when its GPU is known."""
+    safe, gpu = host.get("safe_to_game"), host.get("gpu")
+    if safe is None:
+        return None
+    used = f"{gpu['memory_used_mb'] / 1024:.1f} GiB in use" if isinstance(gpu, Mapping) \
+        and isinstance(gpu.get("memory_used_mb"), (int, float)) else "GPU memory state unknown"
+    if safe:
+        return f"{label} freed: {used}."
+    return f":warning: {label} still has a model process on the GPU ({used}); not safe to game yet."
 
 
 def status_text(status: Mapping[str, Any]) -> str:
@@ -75,7 +109,7 @@ def status_text(status: Mapping[str, Any]) -> str:
             models = ", ".join(str(m.get("id")) for m in b.get("models", ())) or "-"
             latency = f"{b['latency_ms']:.0f} ms" if b.get("latency_ms") is not None else "-"
             error = _cell(str(b.get("last_error") or "")) or "-"
-            lines.append(f"| {DISPLAY.get(name, name)} | {availability(status, name)} | "
+            lines.append(f"| {label(status, name)} | {availability(status, name)} | "
                          f"{_cell(models)} | {latency} | {error} |")
     log = status.get("decision_log") or {}
     if log:

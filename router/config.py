@@ -137,7 +137,7 @@ def seed_topology(settings: Settings, opencode_kind: str = "openai",
     """The seed's lab from the environment (`opencode_kind` is detected by the caller)."""
     backends: dict[str, BackendSpec] = {}
     if settings.local_3070_url:
-        backends["3070"] = BackendSpec("3070", "openai", settings.local_3070_url, "3070")
+        backends["3070"] = BackendSpec("3070", "agent", settings.local_3070_url, "3070")
     if settings.gaming_pc_url:
         backends["3090"] = BackendSpec("3090", "agent", settings.gaming_pc_url, "3090", gaming=True,
                                        status_url=settings.resolved_gaming_mode_url)

@@ -1,7 +1,12 @@
-"""Shared fixtures: fake upstreams and in-process routers on free loopback ports."""
+"""Shared fixtures: fake upstreams, in-process routers on free loopback ports, and a real
+inference agent process with a stand-in engine (`start_agent`)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -15,6 +20,7 @@ from router.http.app import create_app
 from router.http.api import SERVICE
 from router.core.service import RouterService
 from router.settings import Settings
+from tests.e2e.agent_process import stop_process, wait_http
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import free_port, serve_app
 
@@ -97,3 +103,51 @@ async def decision_rows(router: RunningRouter) -> list[Any]:
     await router.service.decisions.flush()
     with Session(router.service.engine) as session:  # type: ignore[attr-defined]
         return list(session.exec(select(Decision).order_by(Decision.id)).scalars())  # type: ignore[call-overload,arg-type]
+
+
+# -- a real inference agent whose engine is the stand-in (tests/fakes/stand_in_engine.py) ------
+
+STAND_IN = Path(__file__).resolve().parent / "fakes" / "stand_in_engine.py"
+AgentFactory = Callable[..., Awaitable[str]]
+LOGS: dict[str, Path] = {}  # agent URL -> its log file (the stand-in engine logs what reaches it)
+
+
+@pytest.fixture
+async def start_agent(tmp_path: Path) -> AsyncIterator[AgentFactory]:
+    """`await start_agent(*engine_flags, start_timeout=600)` -> the agent's base URL."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    async def start(*flags: str, start_timeout: float = 600, keepalive: float = 1) -> str:
+        port, engine_port = free_port(), free_port()
+        root = tmp_path / f"agent-{port}"
+        root.mkdir()
+        argv = ", ".join(f'"{a}"' for a in (sys.executable, str(STAND_IN), *flags))
+        (root / "agent.toml").write_text(f"""
+[host]
+default_model = "cold"
+
+[[models]]
+id = "cold"
+model = "org/cold"
+served_name = "cold"
+port = {engine_port}
+max_model_len = 4096
+command = [{argv}]
+""")
+        env = {**os.environ, "INFERENCE_CONFIG": str(root / "agent.toml"),
+               "INFERENCE_PORT": str(port), "INFERENCE_HOST": "127.0.0.1",
+               "INFERENCE_STATE_DIR": str(root / "state"), "START_TIMEOUT": str(start_timeout),
+               "STREAM_KEEPALIVE": str(keepalive)}
+        log = (root / "agent.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "inference.cli", "serve"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        LOGS[url] = root / "agent.log"
+        await asyncio.to_thread(wait_http, url + "/health", 60, proc)
+        return url
+
+    yield start
+    for proc in procs:
+        await asyncio.to_thread(stop_process, proc, 20)

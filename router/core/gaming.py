@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -34,6 +35,7 @@ class GamingChange:
     applied: bool  # False: a gaming host was unreachable; the change is pending there
     message: str
     backends: tuple[str, ...] = ()  # the gaming backends the change was for
+    hosts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # their new /status
 
 
 @dataclass
@@ -108,9 +110,13 @@ class GamingMode:
         hosts = [self._hosts[backend]] if backend is not None else list(self._hosts.values())
         async with self._lock:
             unreachable: list[str] = []
+            statuses: dict[str, Mapping[str, Any]] = {}
             changed = False
             for host in hosts:
-                applied = await self._post(host, enabled)
+                status = await self._post(host, enabled)
+                applied = status is not None
+                if status:
+                    statuses[host.name] = status
                 if not applied:
                     unreachable.append(host.name)
                 changed |= host.enabled != enabled
@@ -127,21 +133,24 @@ class GamingMode:
             note = (f" {which} could not be reached; the change is kept and applied when it "
                     "answers.")
         names = tuple(h.name for h in hosts if h.name != NO_HOST)
-        return GamingChange(enabled, not unreachable, f"Gaming mode {state}.{note}", names)
+        return GamingChange(enabled, not unreachable, f"Gaming mode {state}.{note}", names,
+                            statuses)
 
-    async def _post(self, host: _Host, enabled: bool) -> bool:
+    async def _post(self, host: _Host, enabled: bool) -> Mapping[str, Any] | None:
+        """Flip the host's switch; its new status (empty without a host), None if unreachable."""
         if not host.url:
-            return True
+            return {}
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
                 response = await client.post(f"{host.url}/gaming-mode", json={"enabled": enabled})
                 response.raise_for_status()
-        except httpx.HTTPError as exc:
+                status = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
             host.pending = enabled
             log.warning("gaming mode change to %s not applied on %s: %s", enabled, host.name, exc)
-            return False
+            return None
         host.pending = None
-        return True
+        return status if isinstance(status, dict) else {}
 
     async def observe(self, name: str, enabled: bool) -> None:
         """Gaming host `name` reported its state (health check). Apply a pending change first."""

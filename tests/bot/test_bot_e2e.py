@@ -68,7 +68,7 @@ async def test_help_and_empty_mention_and_usage(bot_world: BotWorld) -> None:
     w = bot_world
     post = w.say(w.bob, "@aibot help")
     help_text = (await w.reply(post))["message"]
-    for usage in ("gaming mode on|off", "gaming status", "use <model|auto>", "route <prompt>",
+    for usage in ("gaming mode on|off [backend]", "gaming status", "use <model|auto>", "route <prompt>",
                   "stats [24h|7d]", "load <model> [on <backend>]", "stop <backend>"):
         assert f"`{usage}`" in help_text
     post = w.say(w.bob, "@aibot")

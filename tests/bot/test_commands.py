@@ -78,7 +78,7 @@ def test_help_is_generated_from_the_table() -> None:
     text = help_text("/ai")
     for command in COMMANDS:
         assert f"`{command.usage}` — {command.help}" in text
-    assert {c.name for c in COMMANDS if c.admin_only} == {"gaming", "use", "load", "stop"}
+    assert {c.name for c in COMMANDS if c.admin_only} == {"gaming", "use", "load", "stop", "reload"}
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -219,7 +219,7 @@ async def test_load_and_stop_through_the_agent_api(
                        "the model again.")),
         ("stop opencode", ("Sorry, that did not work: OpenCode has no inference agent; only the "
                            "GPU hosts (3070, 3090) can load or stop models.")),
-        ("stop 4090", "Sorry, that did not work: Unknown backend '4090'; use 3070 or 3090."),
+        ("stop 4090", "Sorry, that did not work: Unknown backend '4090'; the GPU hosts are 3070, 3090."),
     ]
     for text, expected in cases:
         post = w.say(alice, f"@aibot {text}")

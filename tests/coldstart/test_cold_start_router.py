@@ -9,8 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.coldstart.conftest import LOGS
-from tests.conftest import decision_rows
+from tests.conftest import LOGS, decision_rows
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import eventually
 
