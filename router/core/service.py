@@ -102,6 +102,7 @@ class NativeRequest:
     api: str  # "messages" | "responses"
     path: str  # "/v1/messages" | "/v1/responses"
     body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. the client's anthropic-beta
 
 
 @dataclass
@@ -280,6 +281,7 @@ class RouterService:
             path, source_body, is_native = endpoint, body, False
             if native is not None and native.api in state.apis:
                 path, source_body, is_native = native.path, native.body, True
+                out_headers.update(native.headers)
             outgoing, clamped = self._outgoing(state, source_body, model, planned.estimated_tokens)
             row["max_tokens_clamped"] = clamped
             if keepalive is not None:

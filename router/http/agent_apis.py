@@ -184,7 +184,8 @@ class AgentApis:
         early = EarlyStream(request, relay, request_id) if chat.get("stream") else None
         try:
             routed = await service.open("/v1/chat/completions", chat, row, request.headers,
-                                        native=NativeRequest(dialect.api, dialect.path, body),
+                                        native=NativeRequest(dialect.api, dialect.path, body,
+                                                             _passed_headers(request)),
                                         notify=early.note if early else None)
         except RouterError as exc:
             if early is not None and early.response is not None:
@@ -221,3 +222,11 @@ def add_routes(app: web.Application, api: Api) -> None:
     app.router.add_post("/v1/messages", handlers.messages)
     app.router.add_post("/v1/messages/count_tokens", handlers.count_tokens)
     app.router.add_post("/v1/responses", handlers.responses)
+
+
+PASSED_HEADERS = ("anthropic-beta",)  # what a native backend needs of the client's own headers
+
+
+def _passed_headers(request: web.Request) -> dict[str, str]:
+    """The client's headers a backend serving its API natively needs (never its credentials)."""
+    return {name: request.headers[name] for name in PASSED_HEADERS if name in request.headers}

@@ -58,6 +58,17 @@ async def test_messages_pass_through_natively(sdks, claude_router, fake_anthropi
     assert message.content[0].text == "Hello from fake Claude."
     assert fake_anthropic.requests[-1] == body  # untouched, cache_control and metadata included
     assert fake_anthropic.headers[-1]["anthropic-version"] == "2023-06-01"
+
+
+async def test_the_clients_beta_header_reaches_a_native_backend_but_not_its_key(
+        sdks, fake_anthropic):
+    claude, _ = sdks
+    await claude.messages.create(model="claude-sonnet-4-5", max_tokens=20,
+                                 messages=[{"role": "user", "content": "hi"}],
+                                 extra_headers={"anthropic-beta": "context-management-2025-06-27"})
+    sent = fake_anthropic.headers[-1]
+    assert sent["anthropic-beta"] == "context-management-2025-06-27"
+    assert sent["x-api-key"] == fake_anthropic.api_key  # the operator's key, not the client's "x"
     async with claude.messages.stream(**body) as stream:
         text = "".join([t async for t in stream.text_stream])
     assert text == "Hello from fake Claude."
