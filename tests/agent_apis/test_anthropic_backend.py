@@ -58,6 +58,14 @@ async def test_messages_pass_through_natively(sdks, claude_router, fake_anthropi
     assert message.content[0].text == "Hello from fake Claude."
     assert fake_anthropic.requests[-1] == body  # untouched, cache_control and metadata included
     assert fake_anthropic.headers[-1]["anthropic-version"] == "2023-06-01"
+    async with claude.messages.stream(**body) as stream:
+        text = "".join([t async for t in stream.text_stream])
+    assert text == "Hello from fake Claude."
+    rows = await decision_rows(claude_router)
+    assert [(r.backend, r.status_code, r.endpoint) for r in rows[-2:]] == [
+        ("claude", 200, "/v1/messages")] * 2
+    # Usage is read off Anthropic's own answer, whole and streamed.
+    assert [(r.prompt_tokens, r.completion_tokens) for r in rows[-2:]] == [(21, 9)] * 2
 
 
 async def test_the_clients_beta_header_reaches_a_native_backend_but_not_its_key(
@@ -69,14 +77,6 @@ async def test_the_clients_beta_header_reaches_a_native_backend_but_not_its_key(
     sent = fake_anthropic.headers[-1]
     assert sent["anthropic-beta"] == "context-management-2025-06-27"
     assert sent["x-api-key"] == fake_anthropic.api_key  # the operator's key, not the client's "x"
-    async with claude.messages.stream(**body) as stream:
-        text = "".join([t async for t in stream.text_stream])
-    assert text == "Hello from fake Claude."
-    rows = await decision_rows(claude_router)
-    assert [(r.backend, r.status_code, r.endpoint) for r in rows[-2:]] == [
-        ("claude", 200, "/v1/messages")] * 2
-    # Usage is read off Anthropic's own answer, whole and streamed.
-    assert [(r.prompt_tokens, r.completion_tokens) for r in rows[-2:]] == [(21, 9)] * 2
 
 
 async def test_chat_requests_are_translated_to_messages(sdks, fake_anthropic):
