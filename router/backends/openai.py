@@ -130,14 +130,9 @@ class OpenAIBackend:
     async def check_health(self) -> HealthReport:
         started = time.perf_counter()
         gaming_mode: bool | None = None
+        if self._gaming_status_url:
+            gaming_mode = await self._gaming_mode()
         try:
-            if self._gaming_status_url:
-                async with self.session.get(self._gaming_status_url,
-                                            timeout=self._health_timeout) as resp:
-                    if resp.status == 200:
-                        status = orjson.loads(await resp.read())
-                        if isinstance(status, dict) and isinstance(status.get("gaming_mode"), bool):
-                            gaming_mode = status["gaming_mode"]
             async with self.session.get(self._base + "/v1/models", headers=self._headers({}),
                                         timeout=self._health_timeout) as resp:
                 if resp.status != 200:
@@ -153,6 +148,21 @@ class OpenAIBackend:
         ) if isinstance(payload, dict) else ()
         latency = (time.perf_counter() - started) * 1000
         return HealthReport(True, models=models, latency_ms=round(latency, 2), gaming_mode=gaming_mode)
+
+    async def _gaming_mode(self) -> bool | None:
+        """The host's gaming mode from its status URL; None when it cannot tell (a plain vLLM
+        has no /status): that says nothing about whether the backend can serve."""
+        assert self._gaming_status_url
+        try:
+            async with self.session.get(self._gaming_status_url,
+                                        timeout=self._health_timeout) as resp:
+                if resp.status != 200:
+                    return None
+                status = orjson.loads(await resp.read())
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError):
+            return None
+        value = status.get("gaming_mode") if isinstance(status, dict) else None
+        return value if isinstance(value, bool) else None
 
     def resolve_model(self, hint: str | None, models: tuple[ModelInfo, ...]) -> str:
         """A served id is used as is; an alias hint maps through `model_hints`, else the first model."""
