@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import agent_apis, loadgen, profile_summary, targets, tokens_bench
+from bench import agent_apis, lab_bench, loadgen, profile_summary, targets, tokens_bench
 from bench.loadgen import Target, median, percentile
 from bench.report import Row, check, ms, ratio, table
 
@@ -308,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
             proc.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    rows = summarise(runs, held, est, not args.no_litellm) + agent_apis.rows(agent_runs)
+    log("home-lab rows: decide() on 10 rules, cold/sleeping/warm starts, hung fail-over")
+    decide_us = lab_bench.decide_cost()
+    starts = lab_bench.cold_starts()
+    rows = (summarise(runs, held, est, not args.no_litellm) + agent_apis.rows(agent_runs)
+            + lab_bench.rows(decide_us, starts))
     elapsed = time.monotonic() - started
     text = "\n".join([
         f"## Benchmark {stamp} ({versions()})", "",
@@ -331,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{stamp}.md").write_text(text)
         (RESULTS / "latest.md").write_text(text)
         raw = {"runs": runs, "held": held, "estimate": est, "profiles": profiles,
-               "agent_apis": agent_runs,
+               "agent_apis": agent_runs, "decide_us": decide_us, "cold_starts": starts,
                "args": vars(args), "seconds": elapsed}
         (RESULTS / "latest.json").write_text(json.dumps(raw, indent=1, default=str))
     failed = [r for r in rows if r.passed is False]

@@ -26,7 +26,8 @@ from router.errors import UpstreamError
 log = logging.getLogger(__name__)
 
 AGENT_NOTE = b": model "
-PROBE_TIMEOUT = 1.0  # seconds a health probe of a silent backend may take
+PROBE_TIMEOUT = 0.8  # seconds a health probe of a silent backend may take (keeps fail-over
+# within FIRST_BYTE_TIMEOUT + 1 s; a live backend answers /v1/models in milliseconds)
 START_TIMEOUT_HEADER = "x-model-start-timeout"
 MODEL_STATE_HEADER = "x-model-state"
 
