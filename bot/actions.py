@@ -17,12 +17,12 @@ from sqlalchemy import Engine
 
 from bot import charts, reports
 from bot.commands import Invocation, help_text
-from router.wire import chat as req
 from router.backends.agent_control import AgentClient, AgentError
-from router.errors import RouterError
 from router.core.service import RouterService
+from router.errors import RouterError
 from router.settings import ConfigError
 from router.store import queries
+from router.wire import chat as req
 
 __all__ = ["CHANGE_CHANNEL", "REASONS", "BotActions", "ChannelModels", "Context", "Reply"]
 

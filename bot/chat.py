@@ -21,9 +21,9 @@ from typing import Any, Protocol
 from bot.commands import strip_mention
 from bot.mattermost_types import MattermostError, Post
 from router.backends.base import StreamBroken
-from router.errors import RouterError
 from router.core.service import ChatChunk
 from router.core.waiting import Progress
+from router.errors import RouterError
 
 __all__ = ["MAX_POST_CHARS", "Poster", "StreamingReply", "answer", "footer", "split_message",
            "thread_messages"]

@@ -104,7 +104,7 @@ class BotPlugin:
         self.service = service
         self._agents = AgentClient()
         self.actions = BotActions(service, self._agents, self.settings.mattermost_admins,
-                                  ChannelModels(service.engine))  # type: ignore[attr-defined]
+                                  ChannelModels(service.engine))
         self.slash.actions = self.actions
         self.adapter = MattermostAdapter(self.config)
         service.registry.add_listener(self._on_backend)
@@ -373,7 +373,7 @@ class BotPlugin:
         assert self.service is not None
         await self.service.decisions.flush(timeout=2.0)
         stats = await asyncio.to_thread(reports.compute_stats,
-                                        self.service.engine,  # type: ignore[attr-defined]
+                                        self.service.engine,
                                         reports.since("24h"))
         text = reports.daily_report(self.service.status(), stats)
         chart = await chart_png(self.service.engine, "24h")

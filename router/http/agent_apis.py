@@ -20,13 +20,20 @@ from aiohttp import web
 from router.core import tokens
 from router.core.service import NativeRequest
 from router.errors import BadRequest, RouterError
-from router.http.api import (SERVICE, Api, EarlyStream, Relay, _client_name, json_response,
-                             routed_headers)
+from router.http.api import (
+    SERVICE,
+    Api,
+    EarlyStream,
+    Relay,
+    _client_name,
+    json_response,
+    routed_headers,
+)
 from router.logs import request_id_var
 from router.wire import chat as req
 from router.wire import messages as msg
-from router.wire.messages_stream import ChatToMessagesStream
 from router.wire import responses as rsp
+from router.wire.messages_stream import ChatToMessagesStream
 
 
 class _AgentRelay(Relay):

@@ -18,24 +18,24 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from router.http import openapi
-from router.wire import chat as req
 from router.backends.base import StreamBroken
+from router.core.service import PassThrough, Routed, RouterService
+from router.core.waiting import Progress
 from router.errors import (
     BadRequest,
-    NotFound,
     BodyTooLarge,
     Forbidden,
+    NotFound,
     RateLimited,
     RouterError,
     Unauthorized,
     body_for,
     error_body,
 )
+from router.http import openapi
 from router.logs import request_id_var
-from router.core.waiting import Progress
-from router.core.service import PassThrough, Routed, RouterService
 from router.settings import ConfigError, Settings
+from router.wire import chat as req
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +270,12 @@ class Api:
                       relay: Relay = PASS_THROUGH,
                       early: EarlyStream | None = None) -> web.StreamResponse:
         """Relay SSE chunks as they arrive; the decision row is finished exactly once."""
-        response = early.response if early is not None else None
+        opened = early.response if early is not None else None
+        response = opened or web.StreamResponse(status=routed.upstream.status,
+                                                headers={**headers, **SSE_HEADERS})
         status, error = 200, None
         try:
-            if response is None:
-                response = web.StreamResponse(status=routed.upstream.status,
-                                              headers={**headers, **SSE_HEADERS})
+            if opened is None:
                 await response.prepare(request)
             else:  # opened early for keep-alives: say in a comment where it went
                 routing = ", ".join(f"{k}: {v}" for k, v in headers.items() if k != "X-Request-ID")

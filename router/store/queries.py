@@ -26,8 +26,9 @@ def recent_decisions(engine: Engine, last: int) -> list[Decision]:
 def last_gaming_states(engine: Engine) -> dict[str | None, bool]:
     """The last recorded gaming mode per backend (None: rows from before per-backend switches)."""
     with Session(engine) as session:
-        rows = session.execute(select(GamingModeChange.backend, GamingModeChange.enabled)
-                               .order_by(GamingModeChange.id)).all()  # type: ignore[arg-type]
+        rows = session.execute(
+            select(GamingModeChange.backend, GamingModeChange.enabled)  # type: ignore[call-overload]
+            .order_by(GamingModeChange.id)).all()
     states: dict[str | None, bool] = {}
     for backend, enabled in rows:  # oldest first, so the newest row wins
         states[backend] = bool(enabled)

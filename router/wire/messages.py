@@ -25,7 +25,8 @@ from typing import Any
 import orjson
 
 from router.errors import RouterError
-from router.wire.messages_check import parse as parse, validate as validate  # re-exported
+from router.wire.messages_check import parse as parse  # re-exported
+from router.wire.messages_check import validate as validate
 
 # What reading a JSON value of an unexpected shape raises (a backend's answer is not trusted).
 BAD_SHAPE = (AttributeError, KeyError, TypeError, ValueError)

@@ -11,8 +11,16 @@ from typing import Any
 
 import orjson
 
-from router.wire.messages import (BAD_SHAPE, _new_id, _stop_reason, call_position, error_event,
-                                  sse_data, sse_event)
+from router.wire.messages import (
+    BAD_SHAPE,
+    _new_id,
+    _stop_reason,
+    call_position,
+    error_event,
+    sse_data,
+    sse_event,
+)
+
 
 class ChatToMessagesStream:
     """Chat Completions SSE bytes in, Anthropic Messages SSE bytes out, in Anthropic's order:

@@ -15,8 +15,17 @@ from typing import Any
 
 import orjson
 
-from router.wire.messages import (BAD_SHAPE, DEFAULT_MAX_TOKENS, STOP_TO_FINISH, _arguments,
-                                  _new_id, _source_of, _text_of, sse_data)
+from router.wire.messages import (
+    BAD_SHAPE,
+    DEFAULT_MAX_TOKENS,
+    STOP_TO_FINISH,
+    _arguments,
+    _new_id,
+    _source_of,
+    _text_of,
+    sse_data,
+)
+
 
 def _blocks_of(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
