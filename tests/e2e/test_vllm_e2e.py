@@ -128,7 +128,7 @@ def test_router_routes_auto_to_the_agent_as_3070(agent: RunningAgent, tmp_path: 
     port = free_port()
     env = {
         **os.environ, "LOCAL_3070_URL": agent.url, "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
-        "ROUTER_ADMIN_TOKEN": "e2e-admin", "HEALTH_CHECK_INTERVAL": "2",
+        "ROUTER_ADMIN_TOKEN": "e2e-admin", "HEALTH_CHECK_INTERVAL": "2", "STREAM_KEEPALIVE": "2",
     }
     for name in ("GAMING_PC_URL", "OPENCODE_URL", "MATTERMOST_URL", "MATTERMOST_TOKEN",
                  "ROUTER_API_KEYS", "ROUTER_CONFIG"):
@@ -140,6 +140,21 @@ def test_router_routes_auto_to_the_agent_as_3070(agent: RunningAgent, tmp_path: 
             stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 60, router)
+        # vLLM is stopped (idle): a stream through the router waits for a real cold start and
+        # is kept alive meanwhile, with the agent's state in the router's notes.
+        assert model_state(agent) == "stopped"
+        lines: list[str] = []
+        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions",
+                          json={"model": "auto", "messages": MESSAGES, "max_tokens": 8,
+                                "stream": True},
+                          timeout=httpx.Timeout(10, read=5)) as response:  # 5 s between bytes
+            assert response.status_code == 200
+            lines = list(response.iter_lines())
+        notes = [line for line in lines if line.startswith(": 3070: model ")]
+        print(f"\n[e2e] {len(notes)} keep-alive notes during the cold start, e.g. {notes[:1]}")
+        assert notes and "starting" in notes[0]
+        assert any(line.startswith("data: {") and '"content"' in line for line in lines)
+        assert "data: [DONE]" in lines
         with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused",
                            timeout=900, max_retries=0) as sdk:
             raw = sdk.chat.completions.with_raw_response.create(
