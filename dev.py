@@ -39,8 +39,10 @@ def ensure_test_tools() -> None:
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("dev.py: installing docker-compose (Debian package)", flush=True)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "docker-compose"], check=True,
+        # The lock timeout: .ci/run may be installing Chromium with apt in the background.
+        apt = ["apt-get", "-o", "DPkg::Lock::Timeout=600"]
+        subprocess.run([*apt, "update", "-qq"], check=True)
+        subprocess.run([*apt, "install", "-y", "-qq", "docker-compose"], check=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     else:
         print("dev.py: docker-compose is missing; install it (apt-get install docker-compose)",
