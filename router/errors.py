@@ -95,9 +95,21 @@ class UpstreamFailed(RouterError):
         self.status = status
 
 
+# OpenAI's error `type` for each HTTP status (anything else: invalid_request_error below 500,
+# server_error from 500). Anthropic's own table is in router/wire/messages.py.
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "invalid_request_error", 413: "invalid_request_error",
+               429: "rate_limit_error"}
+
+
+def error_type(status: int) -> str:
+    """The OpenAI error `type` for an HTTP status."""
+    return ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
 def error_body(message: str, type_: str = "server_error", code: str | None = None,
                param: str | None = None) -> dict[str, Any]:
-    """The OpenAI error envelope."""
+    """The OpenAI error envelope: every one the router builds comes from here."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 

@@ -20,14 +20,14 @@ from collections.abc import Callable
 import orjson
 
 from router.backends.base import Backend, HealthReport, ModelInfo, Upstream, UpstreamError
+from router.errors import error_body, error_type
 
 WINDOW = 60.0
 
 
 def rate_limit_body(message: str) -> bytes:
     """The OpenAI error envelope for a limit hit (sent to the client if no candidate is left)."""
-    return orjson.dumps({"error": {"message": message, "type": "rate_limit_error", "param": None,
-                                   "code": "rate_limit_exceeded"}})
+    return orjson.dumps(error_body(message, error_type(429), "rate_limit_exceeded"))
 
 
 class LimitedBackend:

@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from router.errors import error_body, error_type
+
 LOGIN_HINT = ("log in again inside the OpenCode container: "
               "`docker compose exec -it opencode-service opencode auth login`")
 
@@ -159,11 +161,7 @@ class Failure:
 
     @property
     def body(self) -> bytes:
-        kind = {400: "invalid_request_error", 401: "authentication_error",
-                403: "permission_error", 404: "invalid_request_error",
-                429: "rate_limit_error"}.get(self.status, "server_error")
-        return orjson.dumps({"error": {"message": self.message, "type": kind, "param": None,
-                                       "code": self.code}})
+        return orjson.dumps(error_body(self.message, error_type(self.status), self.code))
 
 
 def _provider_message(data: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from router.errors import (
     RateLimited,
     RouterError,
     UpstreamFailed,
+    error_type,
 )
 from router.logs import request_id_var
 from router.metrics import Metrics
@@ -408,8 +409,7 @@ class RouterService:
             # but answer in the OpenAI shape the SPEC promises for every error.
             snippet = last.body[:200].decode("utf-8", "replace").strip()
             wrapped = UpstreamFailed(f"The {last.message}: {snippet}", status=last.status)
-            if last.status < 500:
-                wrapped.type = "invalid_request_error"
+            wrapped.type = error_type(last.status)
             return wrapped
         if last.status == 429:
             return RateLimited("Every candidate backend is rate limited: " + "; ".join(failures) + ".",

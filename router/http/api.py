@@ -31,6 +31,7 @@ from router.errors import (
     Unauthorized,
     body_for,
     error_body,
+    error_type,
 )
 from router.http import openapi
 from router.logs import request_id_var
@@ -430,7 +431,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if "Allow" in exc.headers:  # RFC 9110
             headers["Allow"] = exc.headers["Allow"]
         return json_response(error_body(f"{exc.reason}: {request.method} {request.path}",
-                                        "invalid_request_error", code), exc.status, headers)
+                                        error_type(exc.status), code), exc.status, headers)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
