@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from router.backends.base import HealthReport, ModelInfo, StreamBroken, Upstream, UpstreamError
+from router.backends.openai import error_detail, response_chunks
 from router.wire import messages as msg
 from router.wire import messages_upstream as upstream
 
@@ -105,7 +106,7 @@ class AnthropicBackend:
             response.release()
 
         content_type = response.headers.get("Content-Type", "application/json")
-        chunks = _chunks(self.name, response, stream)
+        chunks = response_chunks(self.name, response, stream)
         if path == "/v1/chat/completions":
             model = str(body.get("model") or "")
             options = body.get("stream_options")
@@ -173,29 +174,9 @@ class AnthropicBackend:
 
 
 def _error_message(body: bytes) -> str:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:200].decode("utf-8", "replace").strip()
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    return ""
-
-
-async def _chunks(name: str, response: aiohttp.ClientResponse,
-                  stream: bool) -> AsyncIterator[bytes]:
-    try:
-        if stream:
-            async for chunk in response.content.iter_any():
-                yield chunk
-        else:
-            yield await response.read()
-    except TimeoutError:
-        raise StreamBroken(f"backend {name} stopped sending (read timeout)") from None
-    except aiohttp.ClientError as exc:
-        raise StreamBroken(
-            f"backend {name} failed mid-response: {type(exc).__name__}: {exc}") from None
+    """Anthropic's `error.message` (the same place as OpenAI's), else the start of the body."""
+    message = error_detail(body)[1]
+    return message if message is not None else body[:200].decode("utf-8", "replace").strip()
 
 
 async def _to_chat_stream(name: str, chunks: AsyncIterator[bytes], model: str,

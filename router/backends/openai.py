@@ -95,7 +95,7 @@ class OpenAIBackend:
 
         return Upstream(status=response.status,
                         content_type=response.headers.get("Content-Type", "application/json"),
-                        chunks=_chunks(self.name, response, stream), release=release,
+                        chunks=response_chunks(self.name, response, stream), release=release,
                         headers=response.headers)
 
     async def _send_http1(self, pool: http1.Pool, path: str, body: dict[str, object],
@@ -205,7 +205,8 @@ def error_detail(body: bytes) -> tuple[str | None, str | None]:
             message if isinstance(message, str) else None)
 
 
-async def _chunks(name: str, response: aiohttp.ClientResponse, stream: bool) -> AsyncIterator[bytes]:
+async def response_chunks(name: str, response: aiohttp.ClientResponse,
+                          stream: bool) -> AsyncIterator[bytes]:
     """Raw body chunks as they arrive; a failure mid-body becomes StreamBroken."""
     try:
         if stream:
