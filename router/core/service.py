@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,12 +127,18 @@ class Routed:
     state: BackendState | None = None
     clamped: int | None = None  # the max_tokens forwarded, when it was lowered to fit
     meter: UsageMeter = field(default_factory=UsageMeter)
+    outcome: tuple[int, str | None] | None = None  # set by `fail`; else the upstream's status
     _done: bool = False
 
     async def rest(self) -> AsyncIterator[bytes]:
         async for chunk in self.upstream.chunks:
             self.meter.feed(chunk)
             yield chunk
+
+    def fail(self, status: int, error: str) -> None:
+        """Record that the answer failed after all (a broken stream, an unusable body), for the
+        row `RouterService.route` finishes on the way out."""
+        self.outcome = (status, error)
 
     async def finish(self, status: int, error: str | None = None) -> None:
         """Release the upstream and record the decision row. Idempotent."""
@@ -214,6 +221,32 @@ class RouterService:
             "endpoint": endpoint, "requested_model": model if isinstance(model, str) else None,
             "stream": bool(body.get("stream")), "fallback_attempts": 0,
         }
+
+    @asynccontextmanager
+    async def route(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
+                    headers: Mapping[str, str] | None = None, *,
+                    native: NativeRequest | None = None,
+                    notify: Notify | None = None) -> AsyncIterator[Routed]:
+        """`async with service.route(...) as routed:` the one lifecycle of a routed request.
+
+        Opens it (see `open`; its RouterError propagates with the row recorded), gives the block
+        the answer to relay, and finishes the decision row exactly once on the way out: with
+        what the block set by `routed.fail`, else the upstream's status; 502 for a StreamBroken;
+        499 when the caller left (cancelled, disconnected, a generator closed); 500 for a bug.
+        """
+        routed = await self.open(endpoint, body, row, headers, native=native, notify=notify)
+        try:
+            yield routed
+        except StreamBroken as exc:
+            await routed.finish(502, str(exc))
+            raise
+        except (ConnectionResetError, asyncio.CancelledError, GeneratorExit):
+            await routed.finish(499, "the client disconnected mid-answer")
+            raise
+        except BaseException as exc:
+            await routed.finish(500, f"router error mid-answer: {type(exc).__name__}: {exc}")
+            raise
+        await routed.finish(*(routed.outcome or (routed.upstream.status, None)))
 
     async def open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
                    headers: Mapping[str, str] | None = None, *,
@@ -538,9 +571,8 @@ class RouterService:
         row = self.new_row(request_id=request_id, source=source, client=client,
                            endpoint="/v1/chat/completions", body=body)
         request_id_var.set(row["request_id"])  # the bot's log lines carry it too
-        routed = await self.open("/v1/chat/completions", body, row, notify=notify)
-        parser = SSEText()
-        try:
+        async with self.route("/v1/chat/completions", body, row, notify=notify) as routed:
+            parser = SSEText()
             for text in parser.feed(routed.first):
                 yield ChatChunk(text, routed.backend, routed.model, routed.reason)
             async for chunk in routed.rest():
@@ -548,13 +580,6 @@ class RouterService:
                     yield ChatChunk(text, routed.backend, routed.model, routed.reason)
             if parser.error:
                 raise StreamBroken(parser.error)
-        except StreamBroken as exc:
-            await routed.finish(502, str(exc))
-            raise
-        except BaseException:
-            await routed.finish(499, "cancelled by the caller")
-            raise
-        await routed.finish(200)
 
 
 @dataclass(frozen=True)

@@ -189,21 +189,21 @@ class AgentApis:
         relay = dialect.relay(body, str(body.get("model") or ""))
         # A stream is opened early (SSE comments) if the backend is slow to start answering.
         early = EarlyStream(request, relay, request_id) if chat.get("stream") else None
+        native = NativeRequest(dialect.api, dialect.path, body, _passed_headers(request))
         try:
-            routed = await service.open("/v1/chat/completions", chat, row, request.headers,
-                                        native=NativeRequest(dialect.api, dialect.path, body,
-                                                             _passed_headers(request)),
-                                        notify=early.note if early else None)
-        except RouterError as exc:
+            async with service.route("/v1/chat/completions", chat, row, request.headers,
+                                     native=native,
+                                     notify=early.note if early else None) as routed:
+                relay.model = relay.model or routed.model
+                relay.start(routed.native, int(row.get("estimated_tokens") or 0))
+                headers = routed_headers(request_id, routed)
+                if early is None:
+                    return await Api._whole(routed, headers, relay)
+                return await Api._stream(request, routed, headers, relay, early=early)
+        except RouterError as exc:  # from routing: no backend answered (the row is recorded)
             if early is not None and early.response is not None:
                 return await early.refuse(exc)
             return self._error(dialect, exc, request_id, row.get("backend"))
-        relay.model = relay.model or routed.model
-        relay.start(routed.native, int(row.get("estimated_tokens") or 0))
-        headers = routed_headers(request_id, routed)
-        if early is None:
-            return await Api._whole(routed, headers, relay)
-        return await Api._stream(request, routed, headers, relay, early=early)
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         """`{"input_tokens": N}`: the router's estimate of the translated prompt (not routed)."""

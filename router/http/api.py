@@ -233,35 +233,35 @@ class Api:
                               endpoint=endpoint, body=body)
         early = EarlyStream(request, PASS_THROUGH, request_id) if body.get("stream") else None
         try:
-            routed = await service.open(endpoint, body, row, request.headers,
-                                        notify=early.note if early else None)
-        except RouterError as exc:
+            async with service.route(endpoint, body, row, request.headers,
+                                     notify=early.note if early else None) as routed:
+                headers = routed_headers(request_id, routed)
+                if early is None:
+                    return await self._whole(routed, headers)
+                return await self._stream(request, routed, headers, early=early)
+        except RouterError as exc:  # from routing: no backend answered (the row is recorded)
             if early is not None and early.response is not None:
                 return await early.refuse(exc)
             response = _error_response(exc, request_id)
             if row.get("backend"):
                 response.headers["X-Routed-Backend"] = row["backend"]
             return response
-        headers = routed_headers(request_id, routed)
-        if early is None:
-            return await self._whole(routed, headers)
-        return await self._stream(request, routed, headers, early=early)
 
     @staticmethod
     async def _whole(routed: Routed, headers: dict[str, str],
                      relay: Relay = PASS_THROUGH) -> web.Response:
+        """The whole answer, through `relay` (inside `RouterService.route`, which logs it)."""
         try:
             rest = b"".join([chunk async for chunk in routed.rest()])
         except StreamBroken as exc:
-            await routed.finish(502, str(exc))
+            routed.fail(502, str(exc))
             return relay.error_response(f"The backend failed mid-response: {exc}", 502, headers)
         try:
             body = relay.whole(routed.first + rest)
         except ValueError as exc:
-            await routed.finish(502, f"unusable answer from backend {routed.backend}: {exc}")
+            routed.fail(502, f"unusable answer from backend {routed.backend}: {exc}")
             return relay.error_response(f"The backend {routed.backend} sent an unusable answer: "
                                         f"{exc}.", 502, headers)
-        await routed.finish(routed.upstream.status)
         return web.Response(body=body, status=routed.upstream.status,
                             headers={**headers, "Content-Type":
                                      relay.content_type or routed.upstream.content_type})
@@ -270,11 +270,10 @@ class Api:
     async def _stream(request: web.Request, routed: Routed, headers: dict[str, str],
                       relay: Relay = PASS_THROUGH,
                       early: EarlyStream | None = None) -> web.StreamResponse:
-        """Relay SSE chunks as they arrive; the decision row is finished exactly once."""
+        """Relay SSE chunks as they arrive (inside `RouterService.route`, which logs the row)."""
         opened = early.response if early is not None else None
         response = opened or web.StreamResponse(status=routed.upstream.status,
                                                 headers={**headers, **SSE_HEADERS})
-        status, error = 200, None
         try:
             if opened is None:
                 await response.prepare(request)
@@ -288,20 +287,13 @@ class Api:
             if tail := relay.end():
                 await response.write(tail)
             if relay.failed:
-                status, error = 502, relay.failed
+                routed.fail(502, relay.failed)
         except StreamBroken as exc:
-            status, error = 502, str(exc)
+            routed.fail(502, str(exc))
             try:
                 await response.write(relay.stream_error(f"The backend failed mid-stream: {exc}"))
             except (ConnectionResetError, RuntimeError):
                 pass
-        except (ConnectionResetError, asyncio.CancelledError):
-            await routed.finish(499, "client disconnected mid-stream")
-            raise
-        except Exception as exc:
-            await routed.finish(500, f"router error mid-stream: {type(exc).__name__}: {exc}")
-            raise
-        await routed.finish(status, error)
         await response.write_eof()
         return response
 
