@@ -11,11 +11,11 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine
 
-from router.store.models import Decision
+from router.store import queries
 
 __all__ = [
     "WINDOWS",
@@ -155,12 +155,7 @@ class BackendStats:
 
 def compute_stats(engine: Engine, since: datetime) -> list[BackendStats]:
     """Per-backend stats of every decision row created at or after `since`. BLOCKS (SQLite)."""
-    c = cast(Table, Decision.__table__).c  # type: ignore[attr-defined]
-    query = select(c.backend, c.status_code, c.prompt_tokens, c.completion_tokens,
-                   c.latency_ms, c.fallback_attempts).where(c.created_at >= since)
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    return aggregate(rows)
+    return aggregate(queries.decision_stats_rows(engine, since))
 
 
 def aggregate(rows: Iterable[tuple[Any, ...]]) -> list[BackendStats]:

@@ -7,11 +7,22 @@ decision log's batched writer lives in `decision_log.py`, the statistics in `sta
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from router.store.models import Decision, GamingModeChange, Setting
+
+
+def decision_stats_rows(engine: Engine, since: datetime) -> list[tuple[Any, ...]]:
+    """(backend, status, prompt tokens, completion tokens, latency ms, fallback attempts) of
+    every decision row created at or after `since`, for the bot's `stats`."""
+    c = Decision.__table__.c  # type: ignore[attr-defined]
+    query = select(c.backend, c.status_code, c.prompt_tokens, c.completion_tokens,
+                   c.latency_ms, c.fallback_attempts).where(c.created_at >= since)
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(query).all()]
 
 
 def recent_decisions(engine: Engine, last: int) -> list[Decision]:

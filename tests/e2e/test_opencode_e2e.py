@@ -286,3 +286,37 @@ async def test_refuses_with_503_rather_than_leak_the_coding_prompt(make_router, 
     assert "PATCH /global/config" in err.value.message
     assert fake.requests == []  # nothing was relayed with OpenCode's prompt
     assert await no_sessions_left(opencode_without_agent)
+
+
+async def test_the_opencode_kind_from_a_home_lab_file(make_router, opencode, fake, tmp_path):
+    """The same server declared in a home-lab file, under another name and with its own model
+    hints and label: routed by an alias, and a request with tools is kept away from it."""
+    lab = tmp_path / "lab.toml"
+    lab.write_text(f"""
+[backends.subscription]
+kind = "opencode"
+url = "{opencode.url}"
+label = "GLM plan"
+model_hints = {{ glm = "{GLM}" }}
+
+[aliases]
+plan = "subscription:glm"
+""")
+    router = await make_router({"ROUTER_CONFIG": str(lab)})
+    await router.service.registry.check_all()
+    async with openai.AsyncOpenAI(base_url=router.url + "/v1", api_key="unused",
+                                  max_retries=0) as sdk:
+        raw = await sdk.chat.completions.with_raw_response.create(
+            model="plan", messages=[{"role": "user", "content": "hello lab"}])
+        assert raw.parse().choices[0].message.content == "echo: hello lab"
+        assert (raw.headers["x-routed-backend"], raw.headers["x-routed-model"]) == (
+            "subscription", GLM)
+        decision = await router.service.plan("/v1/chat/completions", {
+            "model": "plan", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]})
+    assert decision.decision.backend is None
+    assert decision.decision.skipped == {
+        "subscription": "cannot run the client's tools (an OpenCode session)"}
+    status = router.service.status()
+    assert [(b["name"], b["label"], b["kind"]) for b in status["backends"]] == [
+        ("subscription", "GLM plan", "opencode")]
