@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from bot.commands import strip_mention
 from bot.mattermost_types import MattermostError, Post
 from router.backends.base import StreamBroken
-from router.core.service import ChatChunk
+from router.core.routed import ChatChunk
 from router.core.waiting import Progress
 from router.errors import RouterError
 

@@ -102,6 +102,11 @@ class Topology:
     def gaming_backends(self) -> tuple[str, ...]:
         return tuple(name for name, spec in self.backends.items() if spec.gaming)
 
+    def gaming_hosts(self) -> dict[str, str]:
+        """Gaming backend name -> its agent's base URL."""
+        return {name: spec.url.removesuffix("/v1") for name, spec in self.backends.items()
+                if spec.gaming}
+
     def label(self, name: str) -> str:
         spec = self.backends.get(name)
         return spec.label if spec else name

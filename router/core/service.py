@@ -1,9 +1,10 @@
 """The in-process router: decide where a request goes, open it with fallback, log the decision.
 
 `RouterService` is shared by the HTTP endpoint and the Mattermost bot (no HTTP hop to itself).
-`open()` returns a `Routed` once a backend has produced its first bytes; until then a failing
-candidate (refused, timed out, 5xx, 429) is skipped for the next one. The caller streams the
-rest and calls `Routed.finish()` exactly once; every routed request gets one decision row.
+`async with service.route(...) as routed:` plans the request, opens it with fallback until a
+backend has produced its first bytes (a failing candidate, refused, timed out, hung, 5xx, 429,
+is skipped for the next one), and finishes its decision row exactly once on every outcome.
+`reload()` swaps in a new configuration generation for new requests.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,132 +24,28 @@ from router.backends.base import Backend, StreamBroken, Upstream, UpstreamError
 from router.backends.factory import build_topology, make_client
 from router.config import Topology
 from router.core import tokens
+from router.core.answers import INVALID_ANSWER, client_error, not_an_answer, snippet
 from router.core.gaming import GamingMode
-from router.core.policy import Decision, Features, RuleSet, decide, is_complex
+from router.core.policy import Features, decide, is_complex
 from router.core.registry import BackendRegistry, BackendState
-from router.core.waiting import Keepalive, Notify, Watchdog, first_chunk, start_timeout_of
-from router.errors import (
-    ContextLengthExceeded,
-    NoBackendAvailable,
-    RateLimited,
-    RouterError,
-    UpstreamFailed,
-    error_type,
+from router.core.routed import (
+    ChatChunk,
+    Generation,
+    NativeRequest,
+    Planned,
+    ReloadResult,
+    Routed,
 )
+from router.core.waiting import Keepalive, Notify, Watchdog, first_chunk, start_timeout_of
+from router.errors import ContextLengthExceeded, NoBackendAvailable, RouterError
 from router.logs import request_id_var
 from router.metrics import Metrics
 from router.settings import Settings, redact_url
 from router.store.decision_log import DecisionLog
 from router.wire import chat as req
 from router.wire.sse import SSEText, checked
-from router.wire.usage import UsageMeter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One configuration of the lab: the topology and the rules built from it.
-
-    Swapped whole on reload together with the registry's states, so a request planned on one
-    generation is sent on the same one (never a mix of old and new).
-    """
-
-    topology: Topology
-    rules: RuleSet
-    force_big_models: frozenset[str]
-
-    @classmethod
-    def of(cls, topology: Topology, settings: Settings) -> Generation:
-        gaming = frozenset(topology.gaming_backends)
-        rules = RuleSet(topology.rules, topology.fallback, gaming, settings.min_answer_tokens)
-        return cls(topology, rules, req.FORCE_BIG_MODELS | gaming)
-
-
-@dataclass
-class Planned:
-    """A routing decision for one request, before anything is sent."""
-
-    body: dict[str, Any]
-    decision: Decision
-    target_backend: str | None
-    hint: str | None
-    estimated_tokens: int
-    force_big: bool
-    gaming_mode: bool
-    states: dict[str, BackendState] = field(default_factory=dict)
-
-    def as_json(self, model_for: dict[str, str]) -> dict[str, Any]:
-        return {
-            "backend": self.decision.backend,
-            "model": model_for.get(self.decision.backend or "", None),
-            "reason": self.decision.reason,
-            "estimated_tokens": self.estimated_tokens,
-            "gaming_mode": self.gaming_mode,
-            "force_big": self.force_big,
-            "candidates": list(self.decision.candidates),
-            "skipped": self.decision.skipped,
-        }
-
-
-@dataclass(frozen=True)
-class NativeRequest:
-    """The client's own body in another wire API, for backends that serve that API natively.
-
-    The service plans with the Chat Completions translation of a Messages or Responses request;
-    a candidate whose `apis` include `api` gets `body` (with `model` rewritten) sent to `path`
-    untouched instead, and the `Routed` it returns says `native=True`.
-    """
-
-    api: str  # "messages" | "responses"
-    path: str  # "/v1/messages" | "/v1/responses"
-    body: dict[str, Any]
-    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. the client's anthropic-beta
-
-
-@dataclass
-class Routed:
-    """An upstream answer that has produced its first bytes. Stream `rest`, then `finish`.
-
-    `native` is True when the backend answered in the client's own wire API (see NativeRequest);
-    otherwise the answer is Chat Completions (or the endpoint the request was planned for).
-    """
-
-    service: RouterService
-    row: dict[str, Any]
-    upstream: Upstream
-    first: bytes
-    backend: str
-    model: str
-    reason: str
-    started: float
-    native: bool = False
-    state: BackendState | None = None
-    clamped: int | None = None  # the max_tokens forwarded, when it was lowered to fit
-    meter: UsageMeter = field(default_factory=UsageMeter)
-    outcome: tuple[int, str | None] | None = None  # set by `fail`; else the upstream's status
-    _done: bool = False
-
-    async def rest(self) -> AsyncIterator[bytes]:
-        async for chunk in self.upstream.chunks:
-            self.meter.feed(chunk)
-            yield chunk
-
-    def fail(self, status: int, error: str) -> None:
-        """Record that the answer failed after all (a broken stream, an unusable body), for the
-        row `RouterService.route` finishes on the way out."""
-        self.outcome = (status, error)
-
-    async def finish(self, status: int, error: str | None = None) -> None:
-        """Release the upstream and record the decision row. Idempotent."""
-        if self._done:
-            return
-        self._done = True
-        if self.state is not None:
-            self.state.active -= 1
-        await self.upstream.release()
-        self.service.finish_row(self.row, status, error, self.started,
-                                self.meter.prompt_tokens, self.meter.completion_tokens)
 
 
 class RouterService:
@@ -356,7 +252,7 @@ class RouterService:
             log.warning("request %s: %s; trying the next candidate", row["request_id"], last.message)
         assert last is not None
         messages = [f"{f['backend']}: {f['error']}" for f in failures]
-        error = self._upstream_error(last, messages)
+        error = client_error(last, messages)
         self.finish_row(row, error.status, "; ".join(messages), started)
         raise error
 
@@ -411,7 +307,7 @@ class RouterService:
                         raise UpstreamError(f"backend {client.name} answered HTTP "
                                             f"{upstream.status} to a stream with "
                                             f"{upstream.content_type!r}, not an event stream "
-                                            f"({_snippet(head)!r})", code=INVALID_ANSWER)
+                                            f"({snippet(head)!r})", code=INVALID_ANSWER)
                     upstream.chunks = checked(client.name, upstream.chunks)
                     first = await first_chunk(client.name, upstream.chunks, watchdog,
                                               start_timeout_of(upstream.headers), keepalive)
@@ -419,7 +315,7 @@ class RouterService:
                     first = await anext(upstream.chunks, b"")
                 if not first:
                     raise UpstreamError(f"backend {client.name} closed the response without a body")
-                problem = _not_openai(first, stream, upstream.content_type)
+                problem = not_an_answer(first, stream, upstream.content_type)
                 if problem is not None:
                     raise UpstreamError(f"backend {client.name} answered HTTP {upstream.status} "
                                         f"with {problem}", code=INVALID_ANSWER)
@@ -432,25 +328,6 @@ class RouterService:
             finally:
                 watchdog.stop()
         return upstream, first
-
-    @staticmethod
-    def _upstream_error(last: UpstreamError, failures: list[str]) -> RouterError:
-        if not last.retriable and last.status is not None and last.body:
-            if _is_openai_error(last.body):
-                return PassThrough(last.status, last.body, last.message)
-            # Not an OpenAI error body (an HTML page from a proxy, plain text): keep the status,
-            # but answer in the OpenAI shape the SPEC promises for every error.
-            snippet = last.body[:200].decode("utf-8", "replace").strip()
-            wrapped = UpstreamFailed(f"The {last.message}: {snippet}", status=last.status)
-            wrapped.type = error_type(last.status)
-            return wrapped
-        if last.status == 429:
-            return RateLimited("Every candidate backend is rate limited: " + "; ".join(failures) + ".",
-                               headers={"Retry-After": last.retry_after or "5"})
-        # A backend that answered, but with something that is not an answer, is a bad gateway;
-        # backends that could not answer at all leave the service unavailable.
-        return UpstreamFailed("No backend could serve this request: " + "; ".join(failures) + ".",
-                              status=502 if last.code == INVALID_ANSWER else 503)
 
     # -- logging ---------------------------------------------------------------------------
 
@@ -546,7 +423,7 @@ class RouterService:
             # From here to the end, nothing awaits: new requests see all of the new
             # generation (registry states, rules, settings) or none of it.
             self.settings = self.settings.with_live(settings)
-            self.gaming.configure(gaming_hosts(topology))
+            self.gaming.configure(topology.gaming_hosts())
             self.generation = Generation.of(topology, self.settings)
             removed = [name for name in old if name not in topology.backends]
             log.info("configuration reloaded from %s: %d backends (%s new or changed, %s removed)",
@@ -582,29 +459,6 @@ class RouterService:
                 raise StreamBroken(parser.error)
 
 
-@dataclass(frozen=True)
-class ReloadResult:
-    origin: str
-    backends: tuple[str, ...]
-    changed: tuple[str, ...]
-    removed: tuple[str, ...]
-    restart_needed: tuple[str, ...]  # settings that changed but apply only after a restart
-
-    def summary(self) -> str:
-        text = (f"Configuration reloaded from {self.origin}: backends "
-                f"{', '.join(self.backends) or 'none'}")
-        if self.changed:
-            text += f"; new or changed: {', '.join(self.changed)}"
-        if self.removed:
-            text += f"; removed: {', '.join(self.removed)}"
-        if self.restart_needed:
-            text += f". Restart to apply: {', '.join(self.restart_needed)}"
-        return text + "."
-
-
-INVALID_ANSWER = "invalid_answer"  # UpstreamError.code: a body that is not an OpenAI answer
-
-
 async def _healthy(client: Backend) -> bool:
     """The watchdog's probe: does a silent backend still answer its health check?"""
     return (await client.check_health()).healthy
@@ -628,56 +482,3 @@ class _RowBudget:
         return True
 
 
-def gaming_hosts(topology: Topology) -> dict[str, str]:
-    """Gaming backend name -> its agent's base URL, for GamingMode."""
-    return {name: spec.url.removesuffix("/v1") for name, spec in topology.backends.items()
-            if spec.gaming}
-
-
-@dataclass(frozen=True)
-class ChatChunk:
-    text: str
-    backend: str
-    model: str
-    reason: str
-
-
-_SSE_FIELDS = (b"data:", b":", b"event:", b"id:", b"retry:")
-
-
-def _not_openai(first: bytes, stream: bool, content_type: str) -> str | None:
-    """What is wrong with a first chunk that cannot be an OpenAI answer (an HTML page from a
-    reverse proxy, say), or None. Cheap: it looks at the first line only."""
-    head = first.lstrip()
-    if stream:
-        if head.startswith(_SSE_FIELDS):
-            return None
-        what = "a first line that is not an SSE field"
-    else:
-        if head[:1] in (b"{", b"["):
-            return None
-        what = f"a {content_type.partition(';')[0] or 'non-JSON'} body, not JSON"
-    return f"{what} ({_snippet(head)!r})"
-
-
-def _snippet(body: bytes) -> str:
-    """The first line of `body`, shortened, for an error message."""
-    lines = body.lstrip()[:80].decode("utf-8", "replace").splitlines()
-    return lines[0] if lines else ""
-
-
-def _is_openai_error(body: bytes) -> bool:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(payload, dict) and isinstance(payload.get("error"), dict)
-
-
-class PassThrough(RouterError):
-    """A backend's own non-retriable error (e.g. 400), passed to the client as it sent it."""
-
-    def __init__(self, status: int, body: bytes, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.raw = body

@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from router.core import tokens
-from router.core.service import NativeRequest
+from router.core.routed import NativeRequest
 from router.errors import BadRequest, RouterError
 from router.http.api import (
     SERVICE,

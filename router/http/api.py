@@ -19,7 +19,9 @@ import orjson
 from aiohttp import web
 
 from router.backends.base import StreamBroken
-from router.core.service import PassThrough, Routed, RouterService
+from router.core.answers import PassThrough
+from router.core.routed import Routed
+from router.core.service import RouterService
 from router.core.waiting import Progress
 from router.errors import (
     BadRequest,

@@ -24,7 +24,7 @@ from router.config import Topology
 from router.core import tokens
 from router.core.gaming import GamingMode
 from router.core.registry import BackendRegistry
-from router.core.service import RouterService, gaming_hosts
+from router.core.service import RouterService
 from router.http.agent_apis import add_routes as add_agent_routes
 from router.http.api import SERVICE, add_routes, errors_middleware
 from router.http.ui import add_ui_routes
@@ -92,7 +92,7 @@ def _backends(settings: Settings) -> _Context:
                                    unhealthy_after=settings.unhealthy_after,
                                    healthy_after=settings.healthy_after,
                                    specs=dict(topology.backends))
-        gaming = GamingMode(app[ENGINE], gaming_hosts(topology))
+        gaming = GamingMode(app[ENGINE], topology.gaming_hosts())
         await gaming.load()
         registry.add_gaming_listener(gaming.observe)
         app[BACKENDS] = Backends(topology, registry, gaming)

@@ -1,0 +1,160 @@
+"""The values of one routed request: its generation, plan, native body, and the answer handle.
+
+`Routed` is what `RouterService.route` yields: the first bytes of an upstream answer, the rest
+to stream, and `finish`, which releases the upstream and records the decision row (once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from router.backends.base import Upstream
+from router.config import Topology
+from router.core.policy import Decision, RuleSet
+from router.core.registry import BackendState
+from router.settings import Settings
+from router.wire import chat as req
+from router.wire.usage import UsageMeter
+
+
+class RowSink(Protocol):
+    """Where a finished request's decision row goes (the service)."""
+
+    def finish_row(self, row: dict[str, Any], status: int, error: str | None, started: float,
+                   prompt_tokens: int | None = None,
+                   completion_tokens: int | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One configuration of the lab: the topology and the rules built from it.
+
+    Swapped whole on reload together with the registry's states, so a request planned on one
+    generation is sent on the same one (never a mix of old and new).
+    """
+
+    topology: Topology
+    rules: RuleSet
+    force_big_models: frozenset[str]
+
+    @classmethod
+    def of(cls, topology: Topology, settings: Settings) -> Generation:
+        gaming = frozenset(topology.gaming_backends)
+        rules = RuleSet(topology.rules, topology.fallback, gaming, settings.min_answer_tokens)
+        return cls(topology, rules, req.FORCE_BIG_MODELS | gaming)
+
+
+@dataclass
+class Planned:
+    """A routing decision for one request, before anything is sent."""
+
+    body: dict[str, Any]
+    decision: Decision
+    target_backend: str | None
+    hint: str | None
+    estimated_tokens: int
+    force_big: bool
+    gaming_mode: bool
+    states: dict[str, BackendState] = field(default_factory=dict)
+
+    def as_json(self, model_for: dict[str, str]) -> dict[str, Any]:
+        return {
+            "backend": self.decision.backend,
+            "model": model_for.get(self.decision.backend or "", None),
+            "reason": self.decision.reason,
+            "estimated_tokens": self.estimated_tokens,
+            "gaming_mode": self.gaming_mode,
+            "force_big": self.force_big,
+            "candidates": list(self.decision.candidates),
+            "skipped": self.decision.skipped,
+        }
+
+
+@dataclass(frozen=True)
+class NativeRequest:
+    """The client's own body in another wire API, for backends that serve that API natively.
+
+    The service plans with the Chat Completions translation of a Messages or Responses request;
+    a candidate whose `apis` include `api` gets `body` (with `model` rewritten) sent to `path`
+    untouched instead, and the `Routed` it returns says `native=True`.
+    """
+
+    api: str  # "messages" | "responses"
+    path: str  # "/v1/messages" | "/v1/responses"
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. the client's anthropic-beta
+
+
+@dataclass
+class Routed:
+    """An upstream answer that has produced its first bytes. Stream `rest`, then `finish`.
+
+    `native` is True when the backend answered in the client's own wire API (see NativeRequest);
+    otherwise the answer is Chat Completions (or the endpoint the request was planned for).
+    """
+
+    service: RowSink
+    row: dict[str, Any]
+    upstream: Upstream
+    first: bytes
+    backend: str
+    model: str
+    reason: str
+    started: float
+    native: bool = False
+    state: BackendState | None = None
+    clamped: int | None = None  # the max_tokens forwarded, when it was lowered to fit
+    meter: UsageMeter = field(default_factory=UsageMeter)
+    outcome: tuple[int, str | None] | None = None  # set by `fail`; else the upstream's status
+    _done: bool = False
+
+    async def rest(self) -> AsyncIterator[bytes]:
+        async for chunk in self.upstream.chunks:
+            self.meter.feed(chunk)
+            yield chunk
+
+    def fail(self, status: int, error: str) -> None:
+        """Record that the answer failed after all (a broken stream, an unusable body), for the
+        row `RouterService.route` finishes on the way out."""
+        self.outcome = (status, error)
+
+    async def finish(self, status: int, error: str | None = None) -> None:
+        """Release the upstream and record the decision row. Idempotent."""
+        if self._done:
+            return
+        self._done = True
+        if self.state is not None:
+            self.state.active -= 1
+        await self.upstream.release()
+        self.service.finish_row(self.row, status, error, self.started,
+                                self.meter.prompt_tokens, self.meter.completion_tokens)
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    origin: str
+    backends: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    restart_needed: tuple[str, ...]  # settings that changed but apply only after a restart
+
+    def summary(self) -> str:
+        text = (f"Configuration reloaded from {self.origin}: backends "
+                f"{', '.join(self.backends) or 'none'}")
+        if self.changed:
+            text += f"; new or changed: {', '.join(self.changed)}"
+        if self.removed:
+            text += f"; removed: {', '.join(self.removed)}"
+        if self.restart_needed:
+            text += f". Restart to apply: {', '.join(self.restart_needed)}"
+        return text + "."
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    text: str
+    backend: str
+    model: str
+    reason: str
