@@ -12,6 +12,7 @@ window is a sliding 60 s log of admitted requests. 0 means unlimited for either 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -89,8 +90,7 @@ class LimitedBackend:
             finally:
                 give_back()
 
-        upstream.release = release
-        return upstream
+        return dataclasses.replace(upstream, release=release)
 
     async def check_health(self) -> HealthReport:
         return await self.inner.check_health()

@@ -10,6 +10,7 @@ is skipped for the next one), and finishes its decision row exactly once on ever
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -308,7 +309,8 @@ class RouterService:
                                             f"{upstream.status} to a stream with "
                                             f"{upstream.content_type!r}, not an event stream "
                                             f"({snippet(head)!r})", code=INVALID_ANSWER)
-                    upstream.chunks = checked(client.name, upstream.chunks)
+                    upstream = dataclasses.replace(
+                        upstream, chunks=checked(client.name, upstream.chunks))
                     first = await first_chunk(client.name, upstream.chunks, watchdog,
                                               start_timeout_of(upstream.headers), keepalive)
                 else:
