@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from router.backends.base import Upstream
 from router.config import Topology
@@ -158,3 +158,43 @@ class ChatChunk:
     backend: str
     model: str
     reason: str
+
+
+class ModelStatus(TypedDict):
+    id: str
+    max_model_len: int | None
+
+
+class BackendStatus(TypedDict):
+    """One backend in `GET /status` (and the bot's and dashboard's views of it)."""
+
+    name: str
+    label: str
+    kind: str | None
+    url: str  # credentials redacted
+    healthy: bool
+    gaming: bool
+    gated: bool
+    explicit_only: bool
+    context_window: int | None
+    models: list[ModelStatus]
+    latency_ms: float | None
+    last_error: str | None
+
+
+class LogStatus(TypedDict):
+    queued: int
+    written: int
+    dropped: int
+
+
+class RouterStatus(TypedDict):
+    """`GET /status`: JSON-ready as it is."""
+
+    gaming_mode: bool
+    gaming: dict[str, bool]
+    small_token_threshold: int
+    medium_token_threshold: int
+    config: str
+    backends: list[BackendStatus]
+    decision_log: LogStatus

@@ -30,12 +30,14 @@ from router.core.gaming import GamingMode
 from router.core.policy import Features, decide, is_complex
 from router.core.registry import BackendRegistry, BackendState
 from router.core.routed import (
+    BackendStatus,
     ChatChunk,
     Generation,
     NativeRequest,
     Planned,
     ReloadResult,
     Routed,
+    RouterStatus,
 )
 from router.core.waiting import Keepalive, Notify, Watchdog, first_chunk, start_timeout_of
 from router.errors import ContextLengthExceeded, NoBackendAvailable, RouterError
@@ -361,9 +363,10 @@ class RouterService:
 
     # -- status ----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> RouterStatus:
+        """Backends, gaming mode and the decision log, as `GET /status` shows them."""
         gamed = self.gaming.gamed()
-        backends = []
+        backends: list[BackendStatus] = []
         for name, state in self.registry.states.items():
             spec = state.spec
             gaming = bool(spec and spec.gaming)

@@ -290,17 +290,14 @@ async def status(request: web.Request) -> web.Response:
         _check_key(request, service)
     except RouterError as exc:
         return _error_response(exc)
-    payload = service.status()
+    status = service.status()
     states = service.registry.states
-    agents = await asyncio.gather(*(dashboard.probe.status(states[b["name"]])
-                                    for b in payload["backends"] if b["name"] in states))
-    for backend, agent in zip(payload["backends"], agents):
-        state = states[backend["name"]]
-        backend.setdefault("context_window", state.context_window)
-        backend["last_check"] = state.last_check
-        backend["agent"] = agent
-    payload["admin_enabled"] = bool(service.settings.admin_token)
-    payload["api_key_required"] = bool(service.settings.api_keys)
+    shown = [b for b in status["backends"] if b["name"] in states]
+    agents = await asyncio.gather(*(dashboard.probe.status(states[b["name"]]) for b in shown))
+    payload = {**status, "admin_enabled": bool(service.settings.admin_token),
+               "api_key_required": bool(service.settings.api_keys),
+               "backends": [{**backend, "last_check": states[backend["name"]].last_check,
+                             "agent": agent} for backend, agent in zip(shown, agents)]}
     return json_response(payload, headers={"Cache-Control": "no-store"})
 
 
