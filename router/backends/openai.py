@@ -1,9 +1,10 @@
 """A backend that speaks the OpenAI HTTP API: vLLM, the inference agent, or any compatible API.
 
-Data-plane requests to an http:// upstream go through `http1.Pool`, a minimal keep-alive
-HTTP/1.1 client (aiohttp's client cost about a third of the router's CPU under load); https://
-upstreams use one pooled aiohttp session per backend. Health checks always use the aiohttp
-session, with a short timeout. Chunks of a stream are yielded as they arrive, never re-buffered.
+Data-plane requests go through one `Transport` (router/backends/transport.py): the pooled
+keep-alive HTTP/1.1 client for http:// upstreams (aiohttp's client cost about a third of the
+router's CPU under load), aiohttp's for https://, or a fake in tests; failures are mapped to
+`UpstreamError` / `StreamBroken` here, once. Health checks use the aiohttp session, with a short
+timeout. Chunks of a stream are yielded as they arrive, never re-buffered.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from yarl import URL
 
 from router.backends import http1
 from router.backends.base import HealthReport, ModelInfo, StreamBroken, Upstream, UpstreamError
+from router.backends.transport import AiohttpTransport, Exchange, Http1Transport, Transport
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -27,7 +29,8 @@ class OpenAIBackend:
     def __init__(self, name: str, url: str, *, api_key: str | None = None,
                  connect_timeout: float = 5.0, read_timeout: float = 300.0,
                  health_timeout: float = 5.0, gaming_status_url: str | None = None,
-                 model_hints: dict[str, str] | None = None) -> None:
+                 model_hints: dict[str, str] | None = None,
+                 transport: Transport | None = None) -> None:
         self.name = name
         self.url = url.rstrip("/")
         self._base = self.url.removesuffix("/v1")
@@ -39,15 +42,15 @@ class OpenAIBackend:
         self._gaming_status_url = gaming_status_url
         self._model_hints = model_hints or {}
         self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, URL] = {}
-        self._pool: http1.Pool | None = None
-        self._prefix = ""
         base = URL(self._base)
-        if base.scheme == "http" and base.host and not base.user \
-                and not base.query_string and base.port is not None:
-            self._pool = http1.Pool(base.host, base.port, connect_timeout=connect_timeout,
-                                    read_timeout=read_timeout)
-            self._prefix = base.raw_path.rstrip("/")
+        self._transport: Transport
+        if transport is not None:
+            self._transport = transport
+        elif Http1Transport.suits(base):
+            self._transport = Http1Transport(base, connect_timeout=connect_timeout,
+                                             read_timeout=read_timeout)
+        else:
+            self._transport = AiohttpTransport(lambda: self.session, self._base)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -66,66 +69,32 @@ class OpenAIBackend:
 
     async def send(self, path: str, body: dict[str, object], *, stream: bool,
                    headers: dict[str, str]) -> Upstream:
-        if self._pool is not None:
-            return await self._send_http1(self._pool, path, body, stream, headers)
-        url = self._urls.get(path)
-        if url is None:  # parse each endpoint's URL once, not per request
-            url = self._urls[path] = URL(self._base + path)
         try:
-            response = await self.session.post(url, data=orjson.dumps(body),
-                                               headers=self._headers(headers))
-        except TimeoutError:
-            raise UpstreamError(f"backend {self.name} timed out before answering") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(f"backend {self.name} refused the connection ({exc.os_error})") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"backend {self.name} failed: {type(exc).__name__}: {exc}") from None
-        if response.status >= 400:
-            try:
-                payload = await response.read()
-            except (TimeoutError, aiohttp.ClientError):
-                payload = b""
-            finally:
-                response.release()
-            raise _status_error(self.name, response.status, payload,
-                                response.headers.get("Retry-After"))
-
-        async def release() -> None:
-            response.release()
-
-        return Upstream(status=response.status,
-                        content_type=response.headers.get("Content-Type", "application/json"),
-                        chunks=response_chunks(self.name, response, stream), release=release,
-                        headers=response.headers)
-
-    async def _send_http1(self, pool: http1.Pool, path: str, body: dict[str, object],
-                          stream: bool, headers: dict[str, str]) -> Upstream:
-        try:
-            response = await pool.request("POST", self._prefix + path, self._headers(headers),
-                                          orjson.dumps(body))
+            exchange = await self._transport.handle(path, self._headers(headers),
+                                                    orjson.dumps(body))
         except TimeoutError:
             raise UpstreamError(f"backend {self.name} timed out before answering") from None
         except http1.ConnectFailed as exc:
             raise UpstreamError(f"backend {self.name} refused the connection ({exc.os_error})") from None
         except http1.HTTPError as exc:
             raise UpstreamError(f"backend {self.name} failed: {type(exc).__name__}: {exc}") from None
-        if response.status >= 400:
+        if exchange.status >= 400:
             try:
-                payload = await response.read()
+                payload = await _whole(exchange)
             except (TimeoutError, http1.HTTPError):
                 payload = b""
             finally:
-                response.release()
-            raise _status_error(self.name, response.status, payload,
-                                response.headers.get("retry-after"))
+                exchange.release()
+            raise _status_error(self.name, exchange.status, payload,
+                                exchange.headers.get("retry-after"))
 
         async def release() -> None:
-            response.release()
+            exchange.release()
 
-        return Upstream(status=response.status,
-                        content_type=response.headers.get("content-type", "application/json"),
-                        chunks=_http1_chunks(self.name, response, stream), release=release,
-                        headers=response.headers)
+        return Upstream(status=exchange.status,
+                        content_type=exchange.headers.get("content-type", "application/json"),
+                        chunks=_chunks(self.name, exchange, stream), release=release,
+                        headers=exchange.headers)
 
     async def check_health(self) -> HealthReport:
         started = time.perf_counter()
@@ -176,9 +145,8 @@ class OpenAIBackend:
         return hint or "default"
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-        if self._session is not None:
+        await self._transport.close()
+        if self._session is not None and not self._session.closed:
             await self._session.close()
 
 
@@ -222,14 +190,22 @@ async def response_chunks(name: str, response: aiohttp.ClientResponse,
         raise StreamBroken(f"backend {name} failed mid-response: {type(exc).__name__}: {exc}") from None
 
 
-async def _http1_chunks(name: str, response: http1.Response, stream: bool) -> AsyncIterator[bytes]:
-    """`_chunks` for the http1 client: the same chunks, the same StreamBroken on failure."""
+async def _whole(exchange: Exchange) -> bytes:
+    parts = []
+    while chunk := await exchange.next_chunk():
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _chunks(name: str, exchange: Exchange, stream: bool) -> AsyncIterator[bytes]:
+    """Body chunks as they arrive (the whole body at once when not streaming); a failure
+    mid-body becomes StreamBroken, whichever transport carried it."""
     try:
         if stream:
-            while chunk := await response.next_chunk():
+            while chunk := await exchange.next_chunk():
                 yield chunk
         else:
-            yield await response.read()
+            yield await _whole(exchange)
     except TimeoutError:
         raise StreamBroken(f"backend {name} stopped sending (read timeout)") from None
     except http1.ConnectionLost as exc:
