@@ -20,6 +20,7 @@ once with orjson.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -283,8 +284,11 @@ def chat_to_messages_response(chat: dict[str, Any], model: str) -> dict[str, Any
                       "output_tokens": int(usage.get("completion_tokens") or 0)}}
 
 
-def translate_chat_answer(raw: bytes, model: str) -> bytes:
-    """`chat_to_messages_response` over bytes. Raises ValueError for an unusable answer."""
+def translate_answer(raw: bytes, translate: Callable[[dict[str, Any]], dict[str, Any]]) -> bytes:
+    """A whole Chat Completions answer, as bytes, through `translate`, as bytes.
+
+    Raises ValueError for an unusable answer (not JSON, not an object, an unexpected shape).
+    """
     try:
         chat = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -292,9 +296,57 @@ def translate_chat_answer(raw: bytes, model: str) -> bytes:
     if not isinstance(chat, dict):
         raise ValueError("the backend's answer is not a JSON object")
     try:
-        return orjson.dumps(chat_to_messages_response(chat, model))
+        return orjson.dumps(translate(chat))
     except BAD_SHAPE as exc:
         raise ValueError(f"the backend's answer has an unexpected shape ({exc})") from None
+
+
+def translate_chat_answer(raw: bytes, model: str) -> bytes:
+    """`chat_to_messages_response` over bytes. Raises ValueError for an unusable answer."""
+    return translate_answer(raw, lambda chat: chat_to_messages_response(chat, model))
+
+
+class ChatStreamTranslator:
+    """The line loop every Chat Completions SSE translator shares (Messages, Responses).
+
+    Subclasses keep `_buffer` and `_done`, and give `_event` (one parsed chunk), `_on_done`
+    (`data: [DONE]`; must set `_done`) and `error` (an error event; sets `_done`). Comment lines
+    (keep-alives) pass through as they are.
+    """
+
+    _buffer: bytes
+    _done: bool
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._done:
+            return b""
+        lines, self._buffer = sse_data(self._buffer + chunk if self._buffer else chunk)
+        out: list[bytes] = []
+        for line in lines:
+            if line.startswith(b"data:"):
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    self._on_done(out)
+                elif payload:
+                    try:
+                        self._event(orjson.loads(payload), out)
+                    except BAD_SHAPE as exc:
+                        out.append(self.error(f"the backend sent an event of an unexpected "
+                                              f"shape ({type(exc).__name__}: {exc})"))
+                if self._done:
+                    break
+            elif line.startswith(b":"):
+                out.append(line + b"\n\n")
+        return b"".join(out)
+
+    def _event(self, event: Any, out: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def _on_done(self, out: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def error(self, message: str) -> bytes:
+        raise NotImplementedError
 
 
 def call_position(call: dict[str, Any], seen: dict[int, int]) -> int:

@@ -9,20 +9,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
-
 from router.wire.messages import (
-    BAD_SHAPE,
+    ChatStreamTranslator,
     _new_id,
     _stop_reason,
     call_position,
     error_event,
-    sse_data,
     sse_event,
 )
 
 
-class ChatToMessagesStream:
+class ChatToMessagesStream(ChatStreamTranslator):
     """Chat Completions SSE bytes in, Anthropic Messages SSE bytes out, in Anthropic's order:
     message_start, (content_block_start, [ping], content_block_delta..., content_block_stop)...,
     message_delta (stop_reason, usage), message_stop. One instance per response; loop-only.
@@ -48,28 +45,8 @@ class ChatToMessagesStream:
         self._finish: str | None = None
         self._matched: str | None = None
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self._done:
-            return b""
-        lines, self._buffer = sse_data(self._buffer + chunk if self._buffer else chunk)
-        out: list[bytes] = []
-        for line in lines:
-            if line.startswith(b"data:"):
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    out.append(self._finish_events())
-                    break
-                if payload:
-                    try:
-                        self._event(orjson.loads(payload), out)
-                    except BAD_SHAPE as exc:
-                        out.append(self.error(f"the backend sent an event of an unexpected "
-                                              f"shape ({type(exc).__name__}: {exc})"))
-                    if self._done:
-                        break
-            elif line.startswith(b":"):
-                out.append(line + b"\n\n")
-        return b"".join(out)
+    def _on_done(self, out: list[bytes]) -> None:
+        out.append(self._finish_events())
 
     def end(self) -> bytes:
         if self._done:

@@ -21,7 +21,11 @@ import orjson
 
 from router.errors import BadRequest, RouterError, body_for, error_body
 from router.wire.chat import MAX_INTEGER, decode_object
-from router.wire.messages import BAD_SHAPE, call_position, sse_data
+from router.wire.messages import (
+    ChatStreamTranslator,
+    call_position,
+    translate_answer,
+)
 from router.wire.messages_check import _is_int, _one_of
 
 DROPPED_ITEMS = frozenset({"reasoning", "web_search_call", "item_reference", "compaction"})
@@ -343,21 +347,13 @@ def chat_to_responses_response(chat: dict[str, Any], model: str,
 
 
 def translate_chat_answer(raw: bytes, model: str, custom: frozenset[str] = frozenset()) -> bytes:
-    try:
-        chat = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ValueError("the backend's answer is not JSON") from None
-    if not isinstance(chat, dict):
-        raise ValueError("the backend's answer is not a JSON object")
-    try:
-        return orjson.dumps(chat_to_responses_response(chat, model, custom))
-    except BAD_SHAPE as exc:
-        raise ValueError(f"the backend's answer has an unexpected shape ({exc})") from None
+    """`chat_to_responses_response` over bytes. Raises ValueError for an unusable answer."""
+    return translate_answer(raw, lambda chat: chat_to_responses_response(chat, model, custom))
 
 
 # -- Chat SSE -> Responses SSE ---------------------------------------------------------------
 
-class ChatToResponsesStream:
+class ChatToResponsesStream(ChatStreamTranslator):
     """Chat Completions SSE bytes in, Responses streaming events out.
 
     Order: response.created, response.in_progress; per output item response.output_item.added,
@@ -398,27 +394,8 @@ class ChatToResponsesStream:
         return response_object(self._id, self.model, self._created, status, self._output, usage,
                                error)
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self._done:
-            return b""
-        lines, self._buffer = sse_data(self._buffer + chunk if self._buffer else chunk)
-        out: list[bytes] = []
-        for line in lines:
-            if line.startswith(b"data:"):
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    self._complete(out)
-                elif payload:
-                    try:
-                        self._event(orjson.loads(payload), out)
-                    except BAD_SHAPE as exc:
-                        out.append(self.error(f"the backend sent an event of an unexpected "
-                                              f"shape ({type(exc).__name__}: {exc})"))
-                if self._done:
-                    break
-            elif line.startswith(b":"):
-                out.append(line + b"\n\n")
-        return b"".join(out)
+    def _on_done(self, out: list[bytes]) -> None:
+        self._complete(out)
 
     def end(self) -> bytes:
         if self._done:
