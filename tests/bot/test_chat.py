@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -68,8 +67,10 @@ async def test_chat_answer_streams_with_footer_and_logs_source_bot(
     bodies = [e.message.removesuffix(" …") for e in edits[:-1]]
     assert all(words.startswith(b) for b in bodies)
     assert [len(b) for b in bodies] == sorted(len(b) for b in bodies)
-    gaps = [b.monotonic - a.monotonic for a, b in itertools.pairwise(edits[:-1])]
-    assert all(gap >= options.edit_interval * 0.5 for gap in gaps)
+    # Throttled: about one edit per interval, not one per token (600 tokens). Counted over the
+    # span, not per gap: a busy machine may deliver two edits close together.
+    span = edits[-1].monotonic - edits[0].monotonic
+    assert len(edits) <= span / options.edit_interval + 3
     # Typing indicator in the thread before the answer started.
     assert any(t["parent_id"] == post["id"] for t in w.server.typing)
     # The upstream got the prompt without the mention; the decision row names the bot and user.
