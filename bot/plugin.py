@@ -67,6 +67,15 @@ class BotOptions:
     """Overrides for `MattermostConfig` (timeouts, websocket backoff)."""
 
 
+@dataclass(frozen=True)
+class _Wiring:
+    """What the bot works with once the router has started it."""
+
+    service: RouterService
+    actions: BotActions
+    agents: AgentClient
+
+
 class BotPlugin:
     """The bot inside the router process. `start`/`stop` once each, on the router's loop."""
 
@@ -79,10 +88,9 @@ class BotPlugin:
             url=settings.mattermost_url, token=settings.mattermost_token,
             team=settings.mattermost_team or "", verify_tls=settings.mattermost_verify_tls,
             ca_file=settings.mattermost_ca_file, **self.options.mattermost)
-        self.adapter: MattermostAdapter | None = None
-        self.actions: BotActions | None = None
-        self.service: RouterService | None = None
-        self.ops_channel_id: str | None = None
+        self.adapter = MattermostAdapter(self.config)  # connects only in `start`'s task
+        self._wiring: _Wiring | None = None
+        self.ops_channel_id: str | None = None  # found after login (None: no ops channel)
         self.logged_in = asyncio.Event()
         self.task_failures = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -91,7 +99,6 @@ class BotPlugin:
         self._held = HeldMessages(self.options.held_messages)
         self._held_added = asyncio.Event()
         self._users: dict[str, User] = {}
-        self._agents: AgentClient | None = None
         self.slash = SlashCommand(settings.mattermost_slash_token, self.spawn)
 
     # -- plugin protocol ---------------------------------------------------------------------
@@ -99,14 +106,28 @@ class BotPlugin:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/mattermost/command", self.slash.handle)
 
+    @property
+    def wired(self) -> _Wiring:
+        """What `start` connected the bot to. Raises RuntimeError before `start`."""
+        if self._wiring is None:
+            raise RuntimeError("The bot has not been started.")
+        return self._wiring
+
+    @property
+    def service(self) -> RouterService:
+        return self.wired.service
+
+    @property
+    def actions(self) -> BotActions:
+        return self.wired.actions
+
     async def start(self, service: RouterService, scheduler: AsyncIOScheduler) -> None:
         """Wire everything and spawn the login/listen task. Does not wait for Mattermost."""
-        self.service = service
-        self._agents = AgentClient()
-        self.actions = BotActions(service, self._agents, self.settings.mattermost_admins,
-                                  ChannelModels(service.engine))
-        self.slash.actions = self.actions
-        self.adapter = MattermostAdapter(self.config)
+        agents = AgentClient()
+        actions = BotActions(service, agents, self.settings.mattermost_admins,
+                             ChannelModels(service.engine))
+        self._wiring = _Wiring(service, actions, agents)
+        self.slash.actions = actions
         service.registry.add_listener(self._on_backend)
         service.gaming.add_listener(self._on_gaming)
         hour, _, minute = self.settings.daily_report_time.partition(":")
@@ -121,15 +142,14 @@ class BotPlugin:
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
-        if self.adapter is not None:
-            await self.adapter.close(grace=2.0)
+        await self.adapter.close(grace=2.0)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.slash.close()
-        if self._agents is not None:
-            await self._agents.close()
+        if self._wiring is not None:
+            await self._wiring.agents.close()
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -147,7 +167,6 @@ class BotPlugin:
 
     async def _run(self) -> None:
         """Log in (retrying while Mattermost is down), find the ops channel, then listen."""
-        assert self.adapter is not None
         delay = self.options.login_retry_initial
         while True:
             try:
@@ -174,7 +193,6 @@ class BotPlugin:
         if not self.settings.mattermost_team:
             log.warning("MATTERMOST_CHANNEL is set but MATTERMOST_TEAM is not; no alerts.")
             return None
-        assert self.adapter is not None
         try:
             self.ops_channel_id = await self.adapter.channel_by_name(
                 self.settings.mattermost_team, self.settings.mattermost_channel.lstrip("~"))
@@ -188,7 +206,6 @@ class BotPlugin:
     # -- incoming posts ----------------------------------------------------------------------
 
     async def _user(self, user_id: str) -> User:
-        assert self.adapter is not None
         user = self._users.get(user_id)
         if user is None:
             user = await self.adapter.get_user(user_id)
@@ -199,7 +216,6 @@ class BotPlugin:
 
     async def on_post(self, event: PostedEvent) -> None:
         """Handle one `posted` event (each in its own task, see `MattermostAdapter.listen`)."""
-        assert self.adapter is not None and self.actions is not None
         post, bot = event.post, self.adapter.bot
         if post.user_id == bot.id or post.from_bot or post.type or post.props.get("from_webhook"):
             return
@@ -218,7 +234,6 @@ class BotPlugin:
                                            "side; the router log has the details.", post.thread_id)
 
     async def _respond(self, event: PostedEvent, username: str) -> None:
-        assert self.adapter is not None and self.actions is not None
         post, bot = event.post, self.adapter.bot
         parsed = parse(strip_mention(post.message, bot.username))
         root = post.thread_id
@@ -241,7 +256,6 @@ class BotPlugin:
             await self.adapter.create_post(post.channel_id, part, root)
 
     async def _chat(self, event: PostedEvent, username: str) -> None:
-        assert self.adapter is not None and self.actions is not None
         post, bot = event.post, self.adapter.bot
         thread = await self.adapter.get_thread(post.id)
         messages = thread_messages(thread, bot.id, bot.username)
@@ -262,7 +276,7 @@ class BotPlugin:
         ops channel, or Mattermost rejected the post (logged)."""
         if not self.settings.mattermost_channel:
             return False
-        if self.adapter is None or not self.logged_in.is_set() or len(self._held):
+        if not self.logged_in.is_set() or len(self._held):
             self._hold([text])  # behind the older ones: the order is kept
             return False
         try:
@@ -297,7 +311,6 @@ class BotPlugin:
     async def _deliver_held(self) -> None:
         """Post the held messages, oldest first, whenever the websocket is authenticated (after
         login, and after every reconnect). A failure waits with capped backoff, then retries."""
-        assert self.adapter is not None
         delay = self.options.login_retry_initial
         while True:
             while not len(self._held):
@@ -313,7 +326,6 @@ class BotPlugin:
 
     async def _post_held(self) -> bool:
         """Post every held message; False when Mattermost became unreachable in between."""
-        assert self.adapter is not None
         try:
             channel = await self._resolve_ops_channel()
             if channel is None:  # no such channel (logged): the messages can never be posted
@@ -355,14 +367,12 @@ class BotPlugin:
                                            self.options.alert_cooldown, self._label(name)))
 
     def _label(self, name: str) -> str:
-        assert self.actions is not None
         state = self.actions.service.registry.get(name)
         return state.label if state is not None else name
 
     async def _on_gaming(self, enabled: bool, actor: str, source: str) -> None:
         if self.ops_channel_id is not None and CHANGE_CHANNEL.get() == self.ops_channel_id:
             return  # made by a command in the ops channel: its reply there is the announcement
-        assert self.actions is not None
         service = self.actions.service
         labels = tuple(service.topology.label(name) for name in service.gaming.states)
         self.spawn(self.post_ops(gaming_notice(enabled, actor, source, labels or ("3090",))),
@@ -370,7 +380,6 @@ class BotPlugin:
 
     async def daily_report(self) -> None:
         """The scheduled report (also callable directly)."""
-        assert self.service is not None
         await self.service.decisions.flush(timeout=2.0)
         stats = await asyncio.to_thread(reports.compute_stats,
                                         self.service.engine,
@@ -384,7 +393,7 @@ class BotPlugin:
     async def _post_ops_chart(self, text: str, chart: bytes) -> bool:
         """Post the report with its chart now; False (nothing posted) when that cannot be done
         now, and `post_ops` then takes the text alone (it can hold text, not files)."""
-        if self.adapter is None or not self.logged_in.is_set():
+        if not self.logged_in.is_set():
             return False
         try:
             channel = await self._resolve_ops_channel()
@@ -400,7 +409,6 @@ class BotPlugin:
                                root: str | None = None) -> None:
         """Post `text` with `chart` (PNG) attached to its first part, or the text alone when the
         upload fails. Raises MattermostError when the text cannot be posted."""
-        assert self.adapter is not None
         file_ids: list[str] = []
         try:
             file_ids.append(await self.adapter.upload_file(channel_id, "router-chart.png", chart,
