@@ -182,9 +182,6 @@ class Settings:
     def bot_enabled(self) -> bool:
         return bool(self.mattermost_url and self.mattermost_token)
 
-    def backend_url(self, name: str) -> str | None:
-        return {"3070": self.local_3070_url, "3090": self.gaming_pc_url, "opencode": self.opencode_url}[name]
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from `environ` (default: os.environ), over an optional `ROUTER_CONFIG` TOML.

@@ -93,9 +93,3 @@ def make_client(spec: BackendSpec, settings: Settings) -> Backend:
     if spec.rpm or spec.concurrency:
         client = LimitedBackend(client, spec.rpm, spec.concurrency)
     return client
-
-
-async def make_backends(settings: Settings) -> list[Backend]:
-    """Clients for the environment's seed lab (kept for callers that need no topology)."""
-    topology = await build_topology(settings, {})
-    return [make_client(spec, settings) for spec in topology.backends.values()]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from router.backends.factory import make_backends
+from router.backends.base import Backend
+from router.backends.factory import build_topology, make_client
 from router.backends.limits import LimitedBackend
 from router.backends.opencode import OpenCodeBackend
 from router.settings import Settings
@@ -24,11 +25,17 @@ async def test_rpm_limit_answers_429_with_retry_after(make_router, upstreams):
     assert "OPENCODE_RPM" in err.value.message
 
 
+async def clients_of(settings: Settings) -> list[Backend]:
+    """The clients `serve` would build for the environment's lab."""
+    topology = await build_topology(settings, {})
+    return [make_client(spec, settings) for spec in topology.backends.values()]
+
+
 @pytest.mark.parametrize("api", ["openai", "opencode"])
 async def test_factory_wraps_both_opencode_kinds(api):
     settings = Settings.from_env({"LOCAL_3070_URL": "", "OPENCODE_URL": "http://127.0.0.1:9",
                                   "OPENCODE_API": api, "OPENCODE_CONCURRENCY": "2"})
-    [backend] = await make_backends(settings)
+    [backend] = await clients_of(settings)
     assert isinstance(backend, LimitedBackend) and backend.concurrency == 2
     assert backend.name == "opencode"
     assert isinstance(backend.inner, OpenCodeBackend) is (api == "opencode")
@@ -38,7 +45,7 @@ async def test_factory_wraps_both_opencode_kinds(api):
 async def test_no_limits_no_wrapper():
     settings = Settings.from_env({"LOCAL_3070_URL": "", "OPENCODE_URL": "http://127.0.0.1:9",
                                   "OPENCODE_API": "opencode"})
-    [backend] = await make_backends(settings)
+    [backend] = await clients_of(settings)
     assert isinstance(backend, OpenCodeBackend)
     assert backend.resolve_model(None, ()) == settings.opencode_glm_model
     assert backend.resolve_model("claude", ()) == settings.opencode_claude_model
