@@ -306,6 +306,11 @@ def translate_chat_answer(raw: bytes, model: str) -> bytes:
     return translate_answer(raw, lambda chat: chat_to_messages_response(chat, model))
 
 
+def _error_text(error: Any) -> str:
+    """The message of an error event's `error` (an object with `message`, or anything)."""
+    return str(error.get("message") or error) if isinstance(error, dict) else str(error)
+
+
 class ChatStreamTranslator:
     """The line loop every Chat Completions SSE translator shares (Messages, Responses).
 
@@ -329,7 +334,11 @@ class ChatStreamTranslator:
                     self._on_done(out)
                 elif payload:
                     try:
-                        self._event(orjson.loads(payload), out)
+                        event = orjson.loads(payload)
+                        if isinstance(event, dict) and event.get("error"):
+                            out.append(self.error(_error_text(event["error"])))
+                        else:
+                            self._event(event, out)
                     except BAD_SHAPE as exc:
                         out.append(self.error(f"the backend sent an event of an unexpected "
                                               f"shape ({type(exc).__name__}: {exc})"))
@@ -340,6 +349,7 @@ class ChatStreamTranslator:
         return b"".join(out)
 
     def _event(self, event: Any, out: list[bytes]) -> None:
+        """One parsed chunk (error events are handled before)."""
         raise NotImplementedError
 
     def _on_done(self, out: list[bytes]) -> None:

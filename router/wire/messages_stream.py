@@ -63,11 +63,6 @@ class ChatToMessagesStream(ChatStreamTranslator):
     def _event(self, event: Any, out: list[bytes]) -> None:
         if not isinstance(event, dict):
             return
-        if event.get("error"):
-            error = event["error"]
-            out.append(self.error(str(error.get("message") or error) if isinstance(error, dict)
-                                  else str(error)))
-            return
         if not self._started:
             self._start(event, out)
         usage = event.get("usage")

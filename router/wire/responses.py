@@ -424,11 +424,6 @@ class ChatToResponsesStream(ChatStreamTranslator):
     def _event(self, event: Any, out: list[bytes]) -> None:
         if not isinstance(event, dict):
             return
-        if event.get("error"):
-            error = event["error"]
-            out.append(self.error(str(error.get("message") or error) if isinstance(error, dict)
-                                  else str(error)))
-            return
         self._start(out)
         usage = event.get("usage")
         if isinstance(usage, dict):
