@@ -220,12 +220,9 @@ class RouterService:
             if keepalive is not None:
                 keepalive.watch(name, state.label, bool(state.spec and state.spec.loading_status))
             state.active += 1
-            watch: list[Watchdog] = []
             try:
                 upstream, first = await self._first_bytes(state, path, outgoing, stream,
-                                                          out_headers, keepalive, watch)
-            except TimeoutError:
-                last = UpstreamError(f"backend {name} {watch[0].verdict if watch else 'timed out'}")
+                                                          out_headers, keepalive)
             except UpstreamError as exc:
                 last = exc
             except Exception as exc:  # a backend bug must not skip the fallback or the row
@@ -280,57 +277,62 @@ class RouterService:
         return outgoing, clamped
 
     async def _first_bytes(self, state: BackendState, path: str, body: dict[str, Any],
-                           stream: bool, headers: dict[str, str], keepalive: Keepalive | None,
-                           watch: list[Watchdog]) -> tuple[Upstream, bytes]:
+                           stream: bool, headers: dict[str, str],
+                           keepalive: Keepalive | None) -> tuple[Upstream, bytes]:
         """Send and wait for the first chunk that commits the answer (not the agent's notes).
 
-        A `Watchdog` (appended to `watch`, for the caller's error message) fails the attempt
-        with TimeoutError when the backend is silent and does not answer a health check.
-        Raises UpstreamError; the upstream is released on every failure.
+        Raises UpstreamError, also when the `Watchdog` finds the backend silent and not
+        answering a health check; the upstream is released on every failure.
         """
         client = state.client
-        # asyncio.timeout, not wait_for: no extra task per request on Python 3.11.
-        async with asyncio.timeout(None) as timer:
-            watchdog = Watchdog(timer, self.settings.first_byte_timeout,
-                                max(self.settings.first_byte_timeout, self.settings.read_timeout),
-                                lambda: _healthy(client))
-            watch.append(watchdog)
-            try:
-                upstream = await client.send(path, body, stream=stream, headers=headers)
-            except StreamBroken as exc:  # e.g. OpenCode's event stream ending before any output
-                watchdog.stop()
-                raise UpstreamError(str(exc)) from None
-            except BaseException:
-                watchdog.stop()
-                raise
-            try:
-                if stream:
-                    if not upstream.content_type.startswith("text/event-stream"):
-                        head = await anext(upstream.chunks, b"")
-                        raise UpstreamError(f"backend {client.name} answered HTTP "
-                                            f"{upstream.status} to a stream with "
-                                            f"{upstream.content_type!r}, not an event stream "
-                                            f"({snippet(head)!r})", code=INVALID_ANSWER)
-                    upstream = dataclasses.replace(
-                        upstream, chunks=checked(client.name, upstream.chunks))
-                    first = await first_chunk(client.name, upstream.chunks, watchdog,
-                                              start_timeout_of(upstream.headers), keepalive)
-                else:
-                    first = await anext(upstream.chunks, b"")
-                if not first:
-                    raise UpstreamError(f"backend {client.name} closed the response without a body")
-                problem = not_an_answer(first, stream, upstream.content_type)
-                if problem is not None:
-                    raise UpstreamError(f"backend {client.name} answered HTTP {upstream.status} "
-                                        f"with {problem}", code=INVALID_ANSWER)
-            except StreamBroken as exc:
-                await upstream.release()
-                raise UpstreamError(str(exc)) from None
-            except BaseException:
-                await upstream.release()
-                raise
-            finally:
-                watchdog.stop()
+        try:
+            # asyncio.timeout, not wait_for: no extra task per request on Python 3.11.
+            async with asyncio.timeout(None) as timer:
+                watchdog = Watchdog(timer, self.settings.first_byte_timeout,
+                                    max(self.settings.first_byte_timeout,
+                                        self.settings.read_timeout),
+                                    lambda: _healthy(client))
+                try:
+                    return await self._first_chunk(client, path, body, stream, headers,
+                                                   watchdog, keepalive)
+                finally:
+                    watchdog.stop()
+        except TimeoutError:
+            raise UpstreamError(f"backend {client.name} {watchdog.verdict}") from None
+
+    async def _first_chunk(self, client: Backend, path: str, body: dict[str, Any], stream: bool,
+                           headers: dict[str, str], watchdog: Watchdog,
+                           keepalive: Keepalive | None) -> tuple[Upstream, bytes]:
+        try:
+            upstream = await client.send(path, body, stream=stream, headers=headers)
+        except StreamBroken as exc:  # e.g. OpenCode's event stream ending before any output
+            raise UpstreamError(str(exc)) from None
+        try:
+            if stream:
+                if not upstream.content_type.startswith("text/event-stream"):
+                    head = await anext(upstream.chunks, b"")
+                    raise UpstreamError(f"backend {client.name} answered HTTP "
+                                        f"{upstream.status} to a stream with "
+                                        f"{upstream.content_type!r}, not an event stream "
+                                        f"({snippet(head)!r})", code=INVALID_ANSWER)
+                upstream = dataclasses.replace(
+                    upstream, chunks=checked(client.name, upstream.chunks))
+                first = await first_chunk(client.name, upstream.chunks, watchdog,
+                                          start_timeout_of(upstream.headers), keepalive)
+            else:
+                first = await anext(upstream.chunks, b"")
+            if not first:
+                raise UpstreamError(f"backend {client.name} closed the response without a body")
+            problem = not_an_answer(first, stream, upstream.content_type)
+            if problem is not None:
+                raise UpstreamError(f"backend {client.name} answered HTTP {upstream.status} "
+                                    f"with {problem}", code=INVALID_ANSWER)
+        except StreamBroken as exc:
+            await upstream.release()
+            raise UpstreamError(str(exc)) from None
+        except BaseException:
+            await upstream.release()
+            raise
         return upstream, first
 
     # -- logging ---------------------------------------------------------------------------
