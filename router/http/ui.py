@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 AGENT_TTL = 5.0  # seconds an agent's /status is reused
-AGENT_NEGATIVE_TTL = 60.0  # seconds a backend that is not an agent is not asked again
 FEED_INTERVAL = 0.5  # seconds between batches of rows: at most 2 writes a second per dashboard
 ROW_BACKLOG = 10_000  # rows the pump may fall behind before the decision log drops them for it
 FEED_BACKLOG = 256  # batches a stalled dashboard may fall behind before it misses some
@@ -117,9 +116,8 @@ def row_json(row: dict[str, Any]) -> dict[str, Any]:
 class AgentProbe:
     """Cached, rate-limited reads of inference agents' `GET /status`. Loop-only.
 
-    Concurrent askers share one fetch per backend; a result (or failure) is reused for
-    `AGENT_TTL` seconds. A backend that does not answer an agent's status is not asked again
-    for `AGENT_NEGATIVE_TTL` seconds. Never raises.
+    Only backends of kind `agent` are asked. Concurrent askers share one fetch per backend; a
+    result (or failure) is reused for `AGENT_TTL` seconds. Never raises.
     """
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
@@ -131,9 +129,8 @@ class AgentProbe:
         self._cache.pop(name, None)
 
     async def status(self, state: BackendState) -> dict[str, Any] | None:
-        kind = backend_kind(state)
-        if kind != "agent" and (kind in ("opencode", "anthropic") or state.name == "opencode"):
-            return None  # never an agent; an "openai" one may be (the seed's env says no kind)
+        if state.spec is None or state.spec.kind != "agent":
+            return None  # only inference agents have a /status to show
         cached = self._cache.get(state.name)
         if cached is not None and time.monotonic() < cached[0]:
             return cached[1]
@@ -143,8 +140,7 @@ class AgentProbe:
             self._inflight[state.name] = task
             task.add_done_callback(self._finished(state.name))
         result = await asyncio.shield(task)
-        ttl = AGENT_TTL if result is not None or kind == "agent" else AGENT_NEGATIVE_TTL
-        self._cache[state.name] = (time.monotonic() + ttl, result)
+        self._cache[state.name] = (time.monotonic() + AGENT_TTL, result)
         return result
 
     def _finished(self, name: str) -> Callable[[asyncio.Task[dict[str, Any] | None]], None]:
@@ -164,12 +160,6 @@ class AgentProbe:
             return None
         keep = ("gaming_mode", "safe_to_game", "models", "gpu", "active_requests", "warnings")
         return {k: payload.get(k) for k in keep}
-
-
-def backend_kind(state: BackendState) -> str | None:
-    spec = getattr(state, "spec", None)
-    kind = getattr(spec, "kind", None) if spec is not None else getattr(state.client, "kind", None)
-    return kind if isinstance(kind, str) else None
 
 
 def agent_url(state: BackendState) -> str:
