@@ -56,9 +56,7 @@ class BackendState:
     @property
     def apis(self) -> frozenset[str]:
         """Wire APIs the backend serves natively ("chat", "messages", "responses")."""
-        if self.spec is not None:
-            return self.spec.apis
-        return getattr(self.client, "apis", CHAT_ONLY)
+        return self.spec.apis if self.spec is not None else CHAT_ONLY
 
     @property
     def context_window(self) -> int | None:
@@ -67,8 +65,8 @@ class BackendState:
         windows = [m.max_model_len for m in self.models if m.max_model_len]
         if windows:
             return max(windows)
-        kind = self.spec.kind if self.spec else ("opencode" if self.name == "opencode" else "")
-        return OPENCODE_CONTEXT if kind == "opencode" else None
+        # An OpenCode session's providers have large windows it does not report.
+        return OPENCODE_CONTEXT if self.spec is not None and self.spec.kind == "opencode" else None
 
     @property
     def served(self) -> tuple[ModelInfo, ...]:
@@ -228,7 +226,7 @@ class BackendRegistry:
             models = state.served
             views[name] = BackendView(name, True, state.healthy, state.context_window,
                                       tuple(m.id for m in models),
-                                      client_tools=spec.client_tools if spec else name != "opencode",
+                                      client_tools=spec.client_tools if spec else True,
                                       explicit_only=spec.explicit_only if spec else False)
             for model in models:
                 served.setdefault(model.id, name)
