@@ -49,18 +49,16 @@ class _Host:
 class GamingMode:
     """The gaming-mode switches as the router sees them. Loop-only; one per router.
 
-    `hosts` maps each gaming backend's name to its agent's base URL (a bare URL string means the
-    seed's one gaming PC, the `3090`).
+    `hosts` maps each gaming backend's name to its agent's base URL.
     """
 
-    def __init__(self, engine: Engine, hosts: Mapping[str, str] | str | None, *,
-                 timeout: float = 5.0) -> None:
+    def __init__(self, engine: Engine, hosts: Mapping[str, str], *, timeout: float = 5.0) -> None:
         self._engine = engine
         self._timeout = timeout
         self._hosts: dict[str, _Host] = {}
         self._listeners: list[ChangeListener] = []
         self._lock = asyncio.Lock()
-        self.configure({"3090": hosts} if isinstance(hosts, str) else hosts or {})
+        self.configure(hosts)
 
     def configure(self, hosts: Mapping[str, str]) -> None:
         """Set the gaming backends (at start and on reload); known ones keep their state."""

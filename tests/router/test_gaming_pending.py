@@ -17,7 +17,8 @@ async def test_pending_change_survives_a_failed_reapply(tmp_path: Path) -> None:
     await asyncio.to_thread(db.upgrade, url)
     engine = db.make_engine(url)
     try:
-        gaming = GamingMode(engine, f"http://127.0.0.1:{free_port()}", timeout=1.0)  # nothing listens
+        gaming = GamingMode(engine, {"3090": f"http://127.0.0.1:{free_port()}"},  # nothing listens
+                            timeout=1.0)
         change = await gaming.set(True, "alice", "admin")
         assert (change.applied, gaming.enabled) == (False, True)
         await gaming.observe("3090", False)  # the PC reports its old state; the POST fails again
