@@ -220,7 +220,8 @@ def summarise(runs: list[dict[str, Any]], held: dict[str, Any] | None,
     for size in ("2k", "16k"):
         e = est[size]
         rows.append(Row(f"Token estimate, {size} prompt ({e['tokens']} tokens): blocking cost / "
-                        "`await estimate` wall", f"{ms(e['sync_ms'])} / {ms(e['async_ms'])}",
+                        "`await estimate` wall / the same prompt again (counts remembered)",
+                        f"{ms(e['sync_ms'])} / {ms(e['async_ms'])} / {ms(e['cached_ms'])}",
                         "—", None))
     e16 = est["16k"]
     lag = e16["loop_lag_ms"]

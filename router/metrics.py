@@ -2,27 +2,100 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
+class _Histogram:
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            out.append((floatToGoString(bound), running))
+        return out
+
+
+class RequestMetrics:
+    """The metrics every routed request updates, kept as plain numbers: the loop adds to them
+    without the locks and label lookups of prometheus_client's objects (most of the row's cost
+    on the hot path), and they become Prometheus families only when /metrics is scraped."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, str, str], int] = {}
+        self._tokens: dict[tuple[str, str], int] = {}
+        self._latency: dict[str, _Histogram] = {}
+        self._ttft: dict[str, _Histogram] = {}
+
+    def observe(self, backend: str, reason: str, status: int, latency: float,
+                ttft: float | None, prompt_tokens: int | None,
+                completion_tokens: int | None) -> None:
+        key = (backend, reason, str(status))
+        self._requests[key] = self._requests.get(key, 0) + 1
+        _histogram(self._latency, backend).observe(latency)
+        if ttft is not None:
+            _histogram(self._ttft, backend).observe(ttft)
+        if prompt_tokens:
+            self._add_tokens(backend, "prompt", prompt_tokens)
+        if completion_tokens:
+            self._add_tokens(backend, "completion", completion_tokens)
+
+    def _add_tokens(self, backend: str, kind: str, count: int) -> None:
+        self._tokens[backend, kind] = self._tokens.get((backend, kind), 0) + count
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("router_requests",
+                                       "Routed requests by backend, reason and status",
+                                       labels=["backend", "reason", "status"])
+        for labels, value in self._requests.items():
+            requests.add_metric(labels, value)
+        yield requests
+        for name, text, histograms in (
+                ("router_request_latency_seconds", "Time to the last byte", self._latency),
+                ("router_time_to_first_token_seconds", "Time to the first byte sent", self._ttft)):
+            family = HistogramMetricFamily(name, text, labels=["backend"])
+            for backend, histogram in histograms.items():
+                family.add_metric([backend], histogram.buckets(), histogram.total)
+            yield family
+        tokens = CounterMetricFamily("router_tokens",
+                                     "Tokens by backend and kind (prompt, completion)",
+                                     labels=["backend", "kind"])
+        for labels, value in self._tokens.items():
+            tokens.add_metric(labels, value)
+        yield tokens
+
+
+def _histogram(by_backend: dict[str, _Histogram], backend: str) -> _Histogram:
+    found = by_backend.get(backend)
+    if found is None:
+        found = by_backend[backend] = _Histogram()
+    return found
+
+
 class Metrics:
-    """Counters and histograms the router updates; cheap enough for the hot path."""
+    """The router's metrics: per-request figures (`requests`) and prometheus_client's objects
+    for the rest."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("router_requests_total", "Routed requests by backend, reason and status",
-                                ["backend", "reason", "status"], registry=r)
-        self.latency = Histogram("router_request_latency_seconds", "Time to the last byte",
-                                 ["backend"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("router_time_to_first_token_seconds", "Time to the first byte sent",
-                              ["backend"], buckets=LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("router_tokens_total", "Tokens by backend and kind (prompt, completion)",
-                              ["backend", "kind"], registry=r)
+        self.requests = RequestMetrics()
+        r.register(self.requests)
         self.fallbacks = Counter("router_fallbacks_total", "Candidates that failed before the first byte",
                                  ["backend"], registry=r)
         self.backend_up = Gauge("router_backend_up", "1 when the backend is healthy", ["backend"],

@@ -9,6 +9,10 @@ Cost control: each text is tokenised exactly up to `EXACT_CHAR_LIMIT` characters
 rest is estimated at `CHARS_PER_TOKEN` (the routing thresholds only need "how big", not the exact
 count). A prompt whose text exceeds `INLINE_CHAR_LIMIT` characters is tokenised in a worker
 thread (tiktoken releases the GIL), so even a 16k-token prompt never blocks the loop.
+
+Counts are remembered per text (by length and hash, holding no text): coding agents send the same
+system prompt, tool schemas and earlier turns with every request, so only the new parts are
+tokenised, and a repeated prompt is counted on the loop in microseconds.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ CHARS_PER_TOKEN = 4
 INLINE_CHAR_LIMIT = 4_000
 PER_MESSAGE_TOKENS = 4
 DEFAULT_IMAGE_TOKENS = 765
+COUNT_CACHE_SIZE = 4096  # texts whose counts are kept; the whole cache is dropped when full
+
+_counts: dict[tuple[int, int], int] = {}  # (len, hash) of a text -> its token count
 
 
 @functools.cache
@@ -118,6 +125,22 @@ def _message_parts(message: dict[str, Any]) -> Iterator[tuple[str, int]]:
 
 def count_text(text: str) -> int:
     """Tokens in `text`: exact up to EXACT_CHAR_LIMIT characters, estimated past it."""
+    key = (len(text), hash(text))
+    count = _counts.get(key)
+    if count is None:
+        count = _count(text)
+        if len(_counts) >= COUNT_CACHE_SIZE:
+            _counts.clear()
+        _counts[key] = count
+    return count
+
+
+def forget_counts() -> None:
+    """Drop the remembered counts (for measurements of a first count)."""
+    _counts.clear()
+
+
+def _count(text: str) -> int:
     if len(text) <= EXACT_CHAR_LIMIT:
         return len(encoding().encode_ordinary(text))
     head = len(encoding().encode_ordinary(text[:EXACT_CHAR_LIMIT]))
@@ -132,6 +155,6 @@ def count_parts(parts: PromptParts) -> int:
 async def estimate(body: dict[str, Any], image_tokens: int = DEFAULT_IMAGE_TOKENS) -> int:
     """Estimated prompt tokens of an OpenAI request body, without blocking the event loop."""
     parts = collect(body, image_tokens)
-    if parts.chars <= INLINE_CHAR_LIMIT:
+    if parts.chars <= INLINE_CHAR_LIMIT or all((len(t), hash(t)) in _counts for t in parts.texts):
         return count_parts(parts)
     return await asyncio.to_thread(count_parts, parts)

@@ -117,39 +117,77 @@ class Keepalive:
 class Watchdog:
     """Tells a backend that is working from a hung one while its first byte is awaited.
 
-    After `silence` seconds without a byte it runs `probe` (a health check, at most
-    PROBE_TIMEOUT seconds): a backend that answers is busy (a long prefill, a whole
-    non-streaming answer, a model loading) and gets another `silence`, up to `limit` seconds in
-    all; one that does not is hung, and `timer` fires at once. A byte (the agent's starting
-    notes) resets the count. One timer per attempt; a task only when a probe is due.
+    `async with Watchdog(loop, silence, limit, probe):` around the wait. After `silence` seconds
+    without a byte it runs `probe` (a health check, at most PROBE_TIMEOUT seconds): a backend that
+    answers is busy (a long prefill, a whole non-streaming answer, a model loading) and gets
+    another `silence`, up to `limit` seconds in all; one that does not is hung. Either way out
+    (hung, or the limit passed) cancels the block, which then raises TimeoutError, and `verdict`
+    says why. A byte (the agent's starting notes) resets the count: `touch()`.
+
+    Cost per attempt: one timer, re-armed lazily when it fires (a touch only stamps the time),
+    and no task unless a probe is due. It does what `asyncio.timeout` does for the block's task
+    itself, because that and a second timer cost a fifth of the router's own CPU per request.
     """
 
-    def __init__(self, timer: asyncio.Timeout, silence: float, limit: float,
+    def __init__(self, loop: asyncio.AbstractEventLoop, silence: float, limit: float,
                  probe: Callable[[], Awaitable[bool]]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._timer = timer
+        self._loop = loop  # given: asyncio.get_running_loop() is a getpid() call on 3.11
         self._silence = silence
-        self._limit = self._loop.time() + limit
+        self._limit_after = limit
         self._probe_fn = probe
-        self._task: asyncio.Task[None] | None = None
-        self._handle: asyncio.TimerHandle | None = None
         self.verdict = f"sent nothing for {silence:g}s"
-        self.touch()
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._probing: asyncio.Task[None] | None = None
 
-    def touch(self, until: float | None = None) -> None:
-        """A sign of life: wait another `silence` (and up to `until`, a loop time, in all)."""
-        if until is not None:
-            self._limit = max(self._limit, until)
+    async def __aenter__(self) -> Watchdog:
+        loop = self._loop
+        task = asyncio.current_task(loop)
+        assert task is not None, "Watchdog is used inside a task"
+        self._task, self._cancelling = task, task.cancelling()
+        now = loop.time()
+        self._limit = now + self._limit_after
+        self._quiet_since = now
+        self._handle = loop.call_at(min(now + self._silence, self._limit), self._fire)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        _tb: object) -> None:
         if self._handle is not None:
             self._handle.cancel()
+            self._handle = None
+        if self._probing is not None:
+            self._probing.cancel()
+        # As asyncio.timeout does: our cancellation becomes TimeoutError, one from outside stays.
+        if self._expired and self._task.uncancel() <= self._cancelling \
+                and exc_type is asyncio.CancelledError:
+            raise TimeoutError(self.verdict) from exc
+
+    def touch(self, allow: float | None = None) -> None:
+        """A sign of life: wait another `silence` (and up to `allow` seconds from now in all)."""
         now = self._loop.time()
-        # Slack past the probe's own timeout: the probe, not the timer, gives the verdict.
-        self._timer.reschedule(min(now + self._silence + PROBE_TIMEOUT + 0.5, self._limit))
-        self._handle = self._loop.call_later(self._silence, self._fire)
+        self._quiet_since = now
+        if allow is not None:
+            self._limit = max(self._limit, now + allow)
 
     def _fire(self) -> None:
         self._handle = None
-        self._task = self._loop.create_task(self._probe())
+        now = self._loop.time()
+        if now >= self._limit:
+            self.verdict = "sent nothing before its time ran out"
+            self._expire()
+        elif now < self._quiet_since + self._silence:  # touched since it was armed
+            self._arm(self._quiet_since + self._silence)
+        else:
+            self._probing = self._loop.create_task(self._probe())
+
+    def _arm(self, when: float) -> None:
+        self._handle = self._loop.call_at(min(when, self._limit), self._fire)
+
+    def _expire(self) -> None:
+        if not self._expired:
+            self._expired = True
+            self._task.cancel()
 
     async def _probe(self) -> None:
         try:
@@ -157,20 +195,14 @@ class Watchdog:
                 alive = await self._probe_fn()
         except Exception:  # a failing or slow health check is the answer
             alive = False
+        self._probing = None
         if not alive:
             self.verdict = (f"sent nothing for {self._silence:g}s and did not answer a health "
                             "check (hung)")
-            self._timer.reschedule(self._loop.time())
-        elif self._loop.time() + self._silence < self._limit:
-            self.touch()
-        else:
-            self.verdict = "sent nothing before its time ran out"
-
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        if self._task is not None:
-            self._task.cancel()
+            self._expire()
+        else:  # busy: another `silence` from now, within the limit
+            self._quiet_since = self._loop.time()
+            self._arm(self._quiet_since + self._silence)
 
 
 async def first_chunk(name: str, chunks: AsyncIterator[bytes], watchdog: Watchdog,
@@ -182,18 +214,16 @@ async def first_chunk(name: str, chunks: AsyncIterator[bytes], watchdog: Watchdo
     any content (a model that failed to start: nothing was committed, so the caller may fall
     back).
     """
-    loop = asyncio.get_running_loop()
-    until: float | None = None
+    first_note = True
     while True:
         chunk = await anext(chunks, b"")
         if not chunk.startswith(b":") or not _only_comments(chunk):
             break
-        if until is None and start_timeout:
-            until = loop.time() + start_timeout
         if keepalive is not None and AGENT_NOTE in chunk:
             line = chunk[chunk.rfind(AGENT_NOTE):].split(b"\n", 1)[0]
             keepalive.detail = line[2:].decode("utf-8", "replace").strip()
-        watchdog.touch(until)
+        watchdog.touch(start_timeout if first_note else None)
+        first_note = False
     _raise_error_event(name, chunk)
     return chunk
 

@@ -11,7 +11,6 @@ import asyncio
 import hmac
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,7 +35,7 @@ from router.errors import (
     error_type,
 )
 from router.http import openapi
-from router.logs import request_id_var
+from router.logs import new_request_id, request_id_var
 from router.settings import ConfigError, Settings
 from router.wire import chat as req
 
@@ -413,7 +412,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     First it sets the request id (the client's `X-Request-ID` or a new one) in `request_id_var`,
     so that every log line emitted while serving this request carries it.
     """
-    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-ID") or new_request_id()
     request_id_var.set(request_id)
     try:
         return await handler(request)

@@ -16,7 +16,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from router.store.models import Decision
@@ -26,11 +26,28 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 MAX_QUEUE = 200_000
 LINGER = 0.05  # seconds the writer waits for more rows before a write
-_COLUMN_DEFAULTS: dict[str, Any] = {
-    column.name: column.default.arg if column.default is not None and column.default.is_scalar else None
+# Every column but the key, with its default: an executemany needs every row complete (a 404 has
+# no backend). The insert is plain SQL with positional parameters, run as one executemany per
+# batch: SQLAlchemy's compiled insert of dicts cost ~25 µs of CPU per row, a tenth of a request.
+_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (column.name, column.default.arg if column.default is not None and column.default.is_scalar
+     else None)
     for column in Decision.__table__.columns  # type: ignore[attr-defined]
     if not column.primary_key
-}
+)
+_INSERT = (f"INSERT INTO {Decision.__tablename__} ({', '.join(name for name, _ in _DEFAULTS)}) "
+           f"VALUES ({', '.join('?' for _ in _DEFAULTS)})")
+_CREATED_AT = [name for name, _ in _DEFAULTS].index("created_at")
+
+
+def _values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A row's parameters in column order. `created_at` is stored as SQLAlchemy's SQLite
+    DateTime stores it (UTC, no offset, microseconds always), so its queries compare alike."""
+    values = [row.get(name, default) for name, default in _DEFAULTS]
+    created = values[_CREATED_AT]
+    if isinstance(created, datetime):
+        values[_CREATED_AT] = f"{created.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+    return tuple(values)
 
 
 class DecisionLog:
@@ -143,11 +160,9 @@ class DecisionLog:
             self.written += len(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        # An executemany takes its columns from the first row: rows with fewer keys (a 404 has
-        # no backend) would fail the whole batch, so every row gets every column.
-        rows = [{**_COLUMN_DEFAULTS, **row} for row in batch]
+        rows = [_values(row) for row in batch]
         with self._engine.begin() as connection:
-            connection.execute(insert(Decision.__table__), rows)  # type: ignore[attr-defined]
+            connection.exec_driver_sql(_INSERT, rows)
 
     def _write_each(self, batch: list[dict[str, Any]]) -> int:
         written = 0
