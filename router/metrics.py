@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# The `le` labels as prometheus_client writes them ("0.005", "1.0", "+Inf").
+_BOUNDS = (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf")
 
 
 class _Histogram:
@@ -24,10 +25,11 @@ class _Histogram:
         self.total += value
 
     def buckets(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip(_BOUNDS, self.counts, strict=True):
             running += count
-            out.append((floatToGoString(bound), running))
+            out.append((bound, running))
         return out
 
 
@@ -62,8 +64,8 @@ class RequestMetrics:
         requests = CounterMetricFamily("router_requests",
                                        "Routed requests by backend, reason and status",
                                        labels=["backend", "reason", "status"])
-        for labels, value in self._requests.items():
-            requests.add_metric(labels, value)
+        for key, value in self._requests.items():
+            requests.add_metric(key, value)
         yield requests
         for name, text, histograms in (
                 ("router_request_latency_seconds", "Time to the last byte", self._latency),

@@ -157,6 +157,7 @@ class Settings:
     unhealthy_after: int = 2
     healthy_after: int = 1
     shutdown_grace: float = 30.0
+    event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
     rate_limit_rpm: int = 0  # per API key, 0 = unlimited
     rejected_rows_per_second: float = 50.0  # decision rows kept for requests refused before routing
     mattermost_url: str | None = None
@@ -214,6 +215,8 @@ class Settings:
                 "SMALL_TOKEN_THRESHOLD must be below MEDIUM_TOKEN_THRESHOLD "
                 f"({self.small_token_threshold} >= {self.medium_token_threshold})"
             )
+        if self.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise ConfigError(f"EVENT_LOOP must be auto, uvloop or asyncio, got {self.event_loop!r}")
         if self.opencode_api not in ("auto", "opencode", "openai"):
             raise ConfigError(f"OPENCODE_API must be opencode, openai or auto, got {self.opencode_api!r}")
         if not self.database_url.startswith("sqlite:///"):
@@ -339,6 +342,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "UNHEALTHY_AFTER": ("unhealthy_after", lambda n, v: _int(n, v, 1)),
     "HEALTHY_AFTER": ("healthy_after", lambda n, v: _int(n, v, 1)),
     "SHUTDOWN_GRACE": ("shutdown_grace", _float),
+    "EVENT_LOOP": ("event_loop", _str),
     "ROUTER_RATE_LIMIT_RPM": ("rate_limit_rpm", _int),
     "REJECTED_ROWS_PER_SECOND": ("rejected_rows_per_second", lambda n, v: _float(n, v, 0.01)),
     "MATTERMOST_URL": ("mattermost_url", _opt_url),

@@ -93,7 +93,7 @@ class OpenAIBackend:
 
         return Upstream(status=exchange.status,
                         content_type=exchange.headers.get("content-type", "application/json"),
-                        chunks=_chunks(self.name, exchange, stream), release=release,
+                        chunks=_Body(self.name, exchange, stream), release=release,
                         headers=exchange.headers)
 
     async def check_health(self) -> HealthReport:
@@ -197,18 +197,39 @@ async def _whole(exchange: Exchange) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _chunks(name: str, exchange: Exchange, stream: bool) -> AsyncIterator[bytes]:
+class _Body:
     """Body chunks as they arrive (the whole body at once when not streaming); a failure
-    mid-body becomes StreamBroken, whichever transport carried it."""
-    try:
-        if stream:
-            while chunk := await exchange.next_chunk():
-                yield chunk
-        else:
-            yield await _whole(exchange)
-    except TimeoutError:
-        raise StreamBroken(f"backend {name} stopped sending (read timeout)") from None
-    except http1.ConnectionLost as exc:
-        raise StreamBroken(f"backend {name} dropped the connection mid-response ({exc})") from None
-    except http1.HTTPError as exc:
-        raise StreamBroken(f"backend {name} failed mid-response: {type(exc).__name__}: {exc}") from None
+    mid-body becomes StreamBroken, whichever transport carried it.
+
+    An iterator class rather than an async generator: the loop registers every async generator
+    in a WeakSet on its first step, a cost paid on every request."""
+
+    __slots__ = ("_done", "_exchange", "_name", "_stream")
+
+    def __init__(self, name: str, exchange: Exchange, stream: bool) -> None:
+        self._name, self._exchange, self._stream = name, exchange, stream
+        self._done = False
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            if not self._stream:
+                self._done = True
+                return await _whole(self._exchange)
+            chunk = await self._exchange.next_chunk()
+        except TimeoutError:
+            raise StreamBroken(f"backend {self._name} stopped sending (read timeout)") from None
+        except http1.ConnectionLost as exc:
+            raise StreamBroken(f"backend {self._name} dropped the connection mid-response "
+                               f"({exc})") from None
+        except http1.HTTPError as exc:
+            raise StreamBroken(f"backend {self._name} failed mid-response: "
+                               f"{type(exc).__name__}: {exc}") from None
+        if not chunk:
+            self._done = True
+            raise StopAsyncIteration
+        return chunk

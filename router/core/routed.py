@@ -110,10 +110,9 @@ class Routed:
     outcome: tuple[int, str | None] | None = None  # set by `fail`; else the upstream's status
     _done: bool = False
 
-    async def rest(self) -> AsyncIterator[bytes]:
-        async for chunk in self.upstream.chunks:
-            self.meter.feed(chunk)
-            yield chunk
+    def rest(self) -> AsyncIterator[bytes]:
+        """The chunks after `first`, each fed to the usage meter on its way."""
+        return _Metered(self.upstream.chunks, self.meter)
 
     def fail(self, status: int, error: str) -> None:
         """Record that the answer failed after all (a broken stream, an unusable body), for the
@@ -198,3 +197,20 @@ class RouterStatus(TypedDict):
     config: str
     backends: list[BackendStatus]
     decision_log: LogStatus
+
+
+class _Metered:
+    """`chunks`, each fed to `meter` (an iterator class: no async generator per request)."""
+
+    __slots__ = ("_chunks", "_meter")
+
+    def __init__(self, chunks: AsyncIterator[bytes], meter: UsageMeter) -> None:
+        self._chunks, self._meter = chunks, meter
+
+    def __aiter__(self) -> _Metered:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._chunks.__anext__()
+        self._meter.feed(chunk)
+        return chunk

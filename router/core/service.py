@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -38,7 +37,14 @@ from router.core.routed import (
     Routed,
     RouterStatus,
 )
-from router.core.waiting import Keepalive, Notify, Watchdog, first_chunk, start_timeout_of
+from router.core.waiting import (
+    Keepalive,
+    Notify,
+    WatchClock,
+    Watchdog,
+    first_chunk,
+    start_timeout_of,
+)
 from router.errors import ContextLengthExceeded, NoBackendAvailable, RouterError
 from router.logs import new_request_id, request_id_var
 from router.metrics import Metrics
@@ -66,7 +72,7 @@ class RouterService:
         self._children: dict[tuple[object, ...], Any] = {}
         self._rejected = _RowBudget(settings.rejected_rows_per_second)
         self._reload_lock = asyncio.Lock()
-        self._loop = asyncio.get_running_loop()  # built on the loop it serves (app start-up)
+        self._clock = WatchClock(asyncio.get_running_loop())  # built on the loop it serves
 
     @property
     def topology(self) -> Topology:
@@ -121,11 +127,9 @@ class RouterService:
             "stream": bool(body.get("stream")), "fallback_attempts": 0,
         }
 
-    @asynccontextmanager
-    async def route(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
-                    headers: Mapping[str, str] | None = None, *,
-                    native: NativeRequest | None = None,
-                    notify: Notify | None = None) -> AsyncIterator[Routed]:
+    def route(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
+              headers: Mapping[str, str] | None = None, *,
+              native: NativeRequest | None = None, notify: Notify | None = None) -> Route:
         """`async with service.route(...) as routed:` the one lifecycle of a routed request.
 
         Opens it (see `open`; its RouterError propagates with the row recorded), gives the block
@@ -133,19 +137,7 @@ class RouterService:
         what the block set by `routed.fail`, else the upstream's status; 502 for a StreamBroken;
         499 when the caller left (cancelled, disconnected, a generator closed); 500 for a bug.
         """
-        routed = await self.open(endpoint, body, row, headers, native=native, notify=notify)
-        try:
-            yield routed
-        except StreamBroken as exc:
-            await routed.finish(502, str(exc))
-            raise
-        except (ConnectionResetError, asyncio.CancelledError, GeneratorExit):
-            await routed.finish(499, "the client disconnected mid-answer")
-            raise
-        except BaseException as exc:
-            await routed.finish(500, f"router error mid-answer: {type(exc).__name__}: {exc}")
-            raise
-        await routed.finish(*(routed.outcome or (routed.upstream.status, None)))
+        return Route(self, endpoint, body, row, headers, native, notify)
 
     async def open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
                    headers: Mapping[str, str] | None = None, *,
@@ -286,7 +278,7 @@ class RouterService:
         """
         client = state.client
         settings = self.settings
-        watchdog = Watchdog(self._loop, settings.first_byte_timeout,
+        watchdog = Watchdog(self._clock, settings.first_byte_timeout,
                             max(settings.first_byte_timeout, settings.read_timeout),
                             lambda: _healthy(client))
         try:
@@ -479,3 +471,31 @@ class _RowBudget:
         return True
 
 
+class Route:
+    """The context manager `RouterService.route` returns (a class: no generator per request)."""
+
+    __slots__ = ("_args", "_routed", "_service")
+
+    def __init__(self, service: RouterService, endpoint: str, body: dict[str, Any],
+                 row: dict[str, Any], headers: Mapping[str, str] | None,
+                 native: NativeRequest | None, notify: Notify | None) -> None:
+        self._service = service
+        self._args = (endpoint, body, row, headers, native, notify)
+
+    async def __aenter__(self) -> Routed:
+        endpoint, body, row, headers, native, notify = self._args
+        self._routed = await self._service.open(endpoint, body, row, headers, native=native,
+                                                notify=notify)
+        return self._routed
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        _tb: object) -> None:
+        routed = self._routed
+        if exc_type is None:
+            await routed.finish(*(routed.outcome or (routed.upstream.status, None)))
+        elif issubclass(exc_type, StreamBroken):
+            await routed.finish(502, str(exc))
+        elif issubclass(exc_type, (ConnectionResetError, asyncio.CancelledError, GeneratorExit)):
+            await routed.finish(499, "the client disconnected mid-answer")
+        else:
+            await routed.finish(500, f"router error mid-answer: {exc_type.__name__}: {exc}")

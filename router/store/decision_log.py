@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -37,18 +38,23 @@ _DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
 )
 _INSERT = (f"INSERT INTO {Decision.__tablename__} ({', '.join(name for name, _ in _DEFAULTS)}) "
            f"VALUES ({', '.join('?' for _ in _DEFAULTS)})")
-_CREATED_AT = [name for name, _ in _DEFAULTS].index("created_at")
+_ROW = dict(_DEFAULTS)
+_BOOLEANS = tuple(name for name, default in _DEFAULTS if isinstance(default, bool))
+_IN_ORDER = operator.itemgetter(*_ROW)
 
 
 def _values(row: dict[str, Any]) -> tuple[Any, ...]:
-    """A row's parameters in column order. `created_at` is stored as SQLAlchemy's SQLite
-    DateTime stores it (UTC, no offset, microseconds always), so its queries compare alike."""
-    values = [row.get(name, default) for name, default in _DEFAULTS]
-    created = values[_CREATED_AT]
+    """A row's parameters in column order, as the types sqlite3 binds without its adapter
+    lookup (a bool is not an int to it: each cost an attribute probe and a raised exception).
+    `created_at` is stored as SQLAlchemy's SQLite DateTime stores it (UTC, no offset,
+    microseconds always), so its queries compare alike."""
+    full = {**_ROW, **row}
+    for name in _BOOLEANS:
+        full[name] = int(full[name])
+    created = full["created_at"]
     if isinstance(created, datetime):
-        values[_CREATED_AT] = f"{created.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
-    return tuple(values)
-
+        full["created_at"] = created.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    return _IN_ORDER(full)  # type: ignore[no-any-return]
 
 class DecisionLog:
     """Queue + batched writer. `record` is safe from any coroutine on the loop; one instance."""
