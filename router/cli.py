@@ -134,15 +134,23 @@ async def _reload(app: web.Application) -> None:
         log.info("SIGHUP: %s", result.summary())
 
 
+GC_YOUNG_THRESHOLD = 50_000  # container allocations between young collections (Python: 700)
+
+
 async def _freeze_startup_objects(_app: object) -> None:
-    """Move everything alive after start-up out of the garbage collector's sight.
+    """Move everything alive after start-up out of the garbage collector's sight, and collect
+    the young generation less often.
 
     The collector otherwise re-scans these long-lived objects (modules, settings, encodings) on
     every collection; freezing them cut CPU per request by 14-17% at 50 concurrent requests
-    (bench/results). Only the serving process does this, never a library user of create_app.
+    (bench/results). A request allocates a few hundred containers that die with it, so the
+    default threshold ran a collection every few requests; a larger one took another 4% off,
+    for at most a few MB of cyclic garbage waiting longer. Only the serving process does this,
+    never a library user of create_app.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def cmd_status(_args: argparse.Namespace) -> int:

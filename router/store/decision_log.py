@@ -10,8 +10,8 @@ everything that is queued (bounded by a deadline) before the process exits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import operator
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -27,34 +27,42 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 MAX_QUEUE = 200_000
 LINGER = 0.05  # seconds the writer waits for more rows before a write
-# Every column but the key, with its default: an executemany needs every row complete (a 404 has
-# no backend). The insert is plain SQL with positional parameters, run as one executemany per
-# batch: SQLAlchemy's compiled insert of dicts cost ~25 µs of CPU per row, a tenth of a request.
-_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
-    (column.name, column.default.arg if column.default is not None and column.default.is_scalar
-     else None)
+# Every column but the key, with its default. Rows are inserted with plain SQL and positional
+# parameters, one executemany per batch and set of columns: SQLAlchemy's compiled insert of dicts
+# cost ~25 µs of CPU per row, a tenth of a request.
+_DEFAULTS: dict[str, Any] = {
+    column.name: column.default.arg if column.default is not None and column.default.is_scalar
+    else None
     for column in Decision.__table__.columns  # type: ignore[attr-defined]
     if not column.primary_key
-)
-_INSERT = (f"INSERT INTO {Decision.__tablename__} ({', '.join(name for name, _ in _DEFAULTS)}) "
-           f"VALUES ({', '.join('?' for _ in _DEFAULTS)})")
-_ROW = dict(_DEFAULTS)
-_BOOLEANS = tuple(name for name, default in _DEFAULTS if isinstance(default, bool))
-_IN_ORDER = operator.itemgetter(*_ROW)
+}
+_BOOLEANS = tuple(name for name, default in _DEFAULTS.items() if isinstance(default, bool))
 
 
-def _values(row: dict[str, Any]) -> tuple[Any, ...]:
-    """A row's parameters in column order, as the types sqlite3 binds without its adapter
-    lookup (a bool is not an int to it: each cost an attribute probe and a raised exception).
-    `created_at` is stored as SQLAlchemy's SQLite DateTime stores it (UTC, no offset,
+def _columns_and_values(row: dict[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The row's columns that have a value, and those values, in table order.
+
+    A None is left out (the column's default is NULL) rather than bound: sqlite3 binds None,
+    and a bool, through its adapter lookup, two failed attribute probes each. Booleans go in
+    as ints. `created_at` is stored as SQLAlchemy's SQLite DateTime stores it (UTC, no offset,
     microseconds always), so its queries compare alike."""
-    full = {**_ROW, **row}
+    full = {**_DEFAULTS, **row}
     for name in _BOOLEANS:
         full[name] = int(full[name])
     created = full["created_at"]
     if isinstance(created, datetime):
         full["created_at"] = created.astimezone(UTC).isoformat(" ", "microseconds")[:26]
-    return _IN_ORDER(full)  # type: ignore[no-any-return]
+    if len(full) > len(_DEFAULTS):  # a key that is not a column: ignored, as before
+        full = {name: full[name] for name in _DEFAULTS}
+    present = {name: value for name, value in full.items() if value is not None}
+    return tuple(present), tuple(present.values())
+
+
+@functools.cache
+def _insert(columns: tuple[str, ...]) -> str:
+    return (f"INSERT INTO {Decision.__tablename__} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})")
+
 
 class DecisionLog:
     """Queue + batched writer. `record` is safe from any coroutine on the loop; one instance."""
@@ -166,9 +174,13 @@ class DecisionLog:
             self.written += len(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        rows = [_values(row) for row in batch]
-        with self._engine.begin() as connection:
-            connection.exec_driver_sql(_INSERT, rows)
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for row in batch:
+            columns, values = _columns_and_values(row)
+            by_columns.setdefault(columns, []).append(values)
+        with self._engine.begin() as connection:  # one transaction for the batch
+            for columns, rows in by_columns.items():
+                connection.exec_driver_sql(_insert(columns), rows)
 
     def _write_each(self, batch: list[dict[str, Any]]) -> int:
         written = 0
