@@ -114,6 +114,14 @@ class Routed:
         """The chunks after `first`, each fed to the usage meter on its way."""
         return _Metered(self.upstream.chunks, self.meter)
 
+    async def whole(self) -> bytes:
+        """`first` and the rest of the body, all of it (a non-streaming answer)."""
+        parts = [self.first]
+        async for chunk in self.upstream.chunks:
+            self.meter.feed(chunk)
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
     def fail(self, status: int, error: str) -> None:
         """Record that the answer failed after all (a broken stream, an unusable body), for the
         row `RouterService.route` finishes on the way out."""

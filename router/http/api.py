@@ -253,12 +253,12 @@ class Api:
                      relay: Relay = PASS_THROUGH) -> web.Response:
         """The whole answer, through `relay` (inside `RouterService.route`, which logs it)."""
         try:
-            rest = b"".join([chunk async for chunk in routed.rest()])
+            answer = await routed.whole()
         except StreamBroken as exc:
             routed.fail(502, str(exc))
             return relay.error_response(f"The backend failed mid-response: {exc}", 502, headers)
         try:
-            body = relay.whole(routed.first + rest)
+            body = relay.whole(answer)
         except ValueError as exc:
             routed.fail(502, f"unusable answer from backend {routed.backend}: {exc}")
             return relay.error_response(f"The backend {routed.backend} sent an unusable answer: "

@@ -25,7 +25,7 @@ class UsageMeter:
 
     def feed(self, chunk: bytes) -> None:
         if chunk.startswith(b"{"):  # a whole JSON body
-            self._from_json(chunk)
+            self._from_body(chunk)
             return
         self._events += chunk.count(b"data: {")
         if b'"usage":{' in chunk or b'"usage": {' in chunk:
@@ -34,6 +34,21 @@ class UsageMeter:
                     self._from_json(line[5:].strip())
         if not self._reported:
             self.completion_tokens = self._events or None
+
+    def _from_body(self, body: bytes) -> None:
+        """Usage of a whole JSON body. A top-level `usage` comes last in OpenAI's and vLLM's
+        answers, so "{" + the body from its key on is a small JSON object of its own: parse
+        that, not a long answer. Anything else (no such key, a nested one) parses it all."""
+        at = body.rfind(b'"usage"')
+        if at > 0:
+            try:
+                tail = orjson.loads(b"{" + body[at:])
+            except orjson.JSONDecodeError:
+                tail = None
+            if isinstance(tail, dict) and isinstance(tail.get("usage"), dict):
+                self._take(tail["usage"])
+                return
+        self._from_json(body)
 
     def _from_json(self, data: bytes) -> None:
         try:
@@ -47,10 +62,13 @@ class UsageMeter:
             inner = payload.get("message") or payload.get("response")
             usage = inner.get("usage") if isinstance(inner, dict) else None
         if isinstance(usage, dict):
-            # Chat names, else Anthropic's and Responses' (a native backend's answer).
-            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-            completion = usage.get("completion_tokens", usage.get("output_tokens"))
-            self.prompt_tokens = prompt if isinstance(prompt, int) else self.prompt_tokens
-            if isinstance(completion, int):
-                self.completion_tokens = completion
-                self._reported = True
+            self._take(usage)
+
+    def _take(self, usage: dict[str, object]) -> None:
+        # Chat names, else Anthropic's and Responses' (a native backend's answer).
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
+        self.prompt_tokens = prompt if isinstance(prompt, int) else self.prompt_tokens
+        if isinstance(completion, int):
+            self.completion_tokens = completion
+            self._reported = True
