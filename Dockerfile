@@ -6,6 +6,7 @@ COPY router ./router
 COPY bot ./bot
 COPY inference ./inference
 COPY migrations ./migrations
+COPY local_ai_router ./local_ai_router
 RUN pip install --no-cache-dir .
 ENV ROUTER_HOST=0.0.0.0 DATABASE_URL=sqlite:////data/router.db
 VOLUME /data

@@ -100,7 +100,8 @@ def one_run(run: int, tgts: list[Target], procs: dict[str, targets.Proc],
 
 
 def held_load(workdir: Path, upstream: targets.Proc, args: argparse.Namespace) -> dict[str, Any]:
-    router = targets.start_router(workdir, upstream.url, name="router-held", uvloop=args.uvloop)
+    router = targets.start_router(workdir, upstream.url, name="router-held",
+                                  event_loop=args.event_loop)
     try:
         target = Target("router", router.url, "small")
         cpu0 = router.cpu_seconds()
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no comparison figures)")
     p.add_argument("--no-held", action="store_true", help="skip the held-load test")
     p.add_argument("--profile", action="store_true", help="py-spy the router under c=50 load")
-    p.add_argument("--uvloop", action="store_true", help="run the router under uvloop (experiment)")
+    p.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
+                   help="the router's EVENT_LOOP (default auto: uvloop when installed)")
     p.add_argument("--quick", action="store_true", help="1 run, small counts (a smoke test)")
     p.add_argument("--no-write", action="store_true", help="print only; write nothing to results/")
     p.add_argument("--strict", action="store_true", help="exit 1 when a figure misses its target")
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"starting upstream, router{'' if args.no_litellm else ', LiteLLM'} in {workdir}")
         upstream = targets.start_upstream(workdir)
         procs.append(upstream)
-        router = targets.start_router(workdir, upstream.url, uvloop=args.uvloop)
+        router = targets.start_router(workdir, upstream.url, event_loop=args.event_loop)
         procs.append(router)
         tgts = [Target("direct", upstream.url, "bench-model"), Target("router", router.url, "small")]
         if not args.no_litellm:
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         f"per run; c={args.concurrency}: {args.seconds:g} s per target per run; streaming: "
         f"{args.streams} streams per target per run. `python -m bench"
         + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-        + f"` took {elapsed:.0f} s" + (" (router under uvloop)" if args.uvloop else "") + ".",
+        + f"` took {elapsed:.0f} s" + (f" (router EVENT_LOOP={args.event_loop})" if args.event_loop != "auto" else "") + ".",
     ]) + "\n"
     raw_profile = next((f for f in profiles if f.endswith(".txt")), None)
     if raw_profile:

@@ -124,25 +124,22 @@ def start_upstream(workdir: Path, chunks: int = 16, interval_ms: float = 2.0) ->
     return proc
 
 
-def router_command(uvloop: bool = False) -> list[str]:
-    if uvloop:
-        code = ("import sys, uvloop; uvloop.install(); from router.cli import main; "
-                "sys.exit(main(['serve']))")
-        return [sys.executable, "-c", code]
+def router_command() -> list[str]:
     exe = Path(sys.executable).parent / "local-ai-router"
     return [str(exe), "serve"]
 
 
 def start_router(workdir: Path, upstream_url: str, name: str = "router",
-                 uvloop: bool = False) -> Proc:
+                 event_loop: str = "auto") -> Proc:
     port = free_port()
     db = workdir / f"{name}.db"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MATTERMOST_", "ROUTER_", "GAMING_", "OPENCODE_"))}
     env.update(LOCAL_3070_URL=upstream_url, DATABASE_URL=f"sqlite:///{db}", ROUTER_PORT=str(port),
                ROUTER_HOST="127.0.0.1", LOG_LEVEL="WARNING", HEALTH_CHECK_INTERVAL="30",
+               EVENT_LOOP=event_loop,
                PYTHONPATH=str(ROOT))
-    proc = _spawn(name, router_command(uvloop), env, workdir, f"http://127.0.0.1:{port}")
+    proc = _spawn(name, router_command(), env, workdir, f"http://127.0.0.1:{port}")
     proc.extra["db"] = str(db)
     _wait_ready(proc, "/health", 60)
     # Ready means the first health check found the upstream, so "small" routes to it.

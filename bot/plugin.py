@@ -44,6 +44,8 @@ from bot.mattermost import (
 from bot.slash import SlashCommand
 from router.backends.agent_control import AgentClient
 from router.core.service import RouterService
+from router.errors import RouterError, body_for
+from router.http.api import json_response
 from router.settings import Settings
 
 __all__ = ["BotOptions", "BotPlugin"]
@@ -67,6 +69,12 @@ class BotOptions:
     """Overrides for `MattermostConfig` (timeouts, websocket backoff)."""
 
 
+class NotStarted(RouterError):
+    status = 503
+    type = "server_error"
+    code = "starting"
+
+
 @dataclass(frozen=True)
 class _Wiring:
     """What the bot works with once the router has started it."""
@@ -74,6 +82,7 @@ class _Wiring:
     service: RouterService
     actions: BotActions
     agents: AgentClient
+    slash: SlashCommand
 
 
 class BotPlugin:
@@ -99,12 +108,19 @@ class BotPlugin:
         self._held = HeldMessages(self.options.held_messages)
         self._held_added = asyncio.Event()
         self._users: dict[str, User] = {}
-        self.slash = SlashCommand(settings.mattermost_slash_token, self.spawn)
 
     # -- plugin protocol ---------------------------------------------------------------------
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/mattermost/command", self.slash.handle)
+        app.router.add_post("/mattermost/command", self._slash)
+
+    async def _slash(self, request: web.Request) -> web.Response:
+        """`/ai`, once `start` has built it. The server accepts requests only after the app's
+        start-up, which starts the bot, so the 503 is for an app served before that."""
+        if self._wiring is None:
+            return json_response(body_for(NotStarted("The bot is still starting; try again in "
+                                                     "a moment.")), NotStarted.status)
+        return await self._wiring.slash.handle(request)
 
     @property
     def wired(self) -> _Wiring:
@@ -126,8 +142,8 @@ class BotPlugin:
         agents = AgentClient()
         actions = BotActions(service, agents, self.settings.mattermost_admins,
                              ChannelModels(service.engine))
-        self._wiring = _Wiring(service, actions, agents)
-        self.slash.actions = actions
+        slash = SlashCommand(self.settings.mattermost_slash_token, self.spawn, actions)
+        self._wiring = _Wiring(service, actions, agents, slash)
         service.registry.add_listener(self._on_backend)
         service.gaming.add_listener(self._on_gaming)
         hour, _, minute = self.settings.daily_report_time.partition(":")
@@ -147,8 +163,8 @@ class BotPlugin:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.slash.close()
         if self._wiring is not None:
+            await self._wiring.slash.close()
             await self._wiring.agents.close()
 
     # -- tasks -------------------------------------------------------------------------------

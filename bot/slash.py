@@ -35,13 +35,13 @@ Spawn = Callable[[Coroutine[Any, Any, object], str], None]
 
 
 class SlashCommand:
-    """The slash-command endpoint. `actions` is None until the plugin has started."""
+    """The slash-command endpoint, built when the bot starts (see BotPlugin.start)."""
 
-    def __init__(self, token: str | None, spawn: Spawn, *,
+    def __init__(self, token: str | None, spawn: Spawn, actions: BotActions, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._token = token
         self._spawn = spawn
-        self.actions: BotActions | None = None
+        self.actions = actions
         self._client = httpx.AsyncClient(timeout=30.0, transport=transport)
 
     async def close(self) -> None:
@@ -59,8 +59,6 @@ class SlashCommand:
         try:
             form = await request.post()
             self._check_token(str(form.get("token", "")))
-            if self.actions is None:
-                raise RouterError("The bot is still starting; try again in a moment.")
             username = str(form.get("user_name", "")).lstrip("@")
             if not username:
                 raise BadRequest("The slash command request has no user_name.", param="user_name")
@@ -71,7 +69,6 @@ class SlashCommand:
             return json_response(body_for(exc), exc.status)
 
     async def _answer(self, text: str, ctx: Context, response_url: str) -> web.Response:
-        assert self.actions is not None
         actions = self.actions
         parsed = parse(text)
         if isinstance(parsed, Empty):
@@ -93,7 +90,6 @@ class SlashCommand:
 
     async def _deferred(self, parsed: Invocation | ChatPrompt, ctx: Context,
                         response_url: str) -> None:
-        assert self.actions is not None
         try:
             if isinstance(parsed, ChatPrompt):
                 reply = Reply(await self.chat(parsed.text, ctx))
@@ -107,7 +103,6 @@ class SlashCommand:
 
     async def chat(self, prompt: str, ctx: Context) -> str:
         """The whole answer to `prompt` (no thread in a slash command), with the footer."""
-        assert self.actions is not None
         service = self.actions.service
         model = await self.actions.models.get(ctx.channel_id)
         text, tail = "", ""

@@ -1,17 +1,15 @@
-"""`local-ai-router`: run the router (`serve`) or operate a running one (rich tables)."""
+"""The router's command line: `serve`, and the operator commands for a running router (rich
+tables). `local-ai-router` is this CLI with the bot added to `serve` (local_ai_router.main)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -20,11 +18,10 @@ from rich.table import Table
 
 from router.settings import ConfigError, Settings
 
-if TYPE_CHECKING:
-    from aiohttp import web
-
 console = Console()
 log = logging.getLogger(__name__)
+
+Serve = Callable[[Settings], None]  # runs the server process until it is told to stop
 
 
 def _router_url() -> str:
@@ -39,8 +36,7 @@ def _client() -> httpx.Client:
     return httpx.Client(base_url=_router_url(), headers=headers, timeout=30)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from router.http.app import create_app
+def cmd_serve(args: argparse.Namespace, serve: Serve) -> int:
     from router.logs import setup_logging
 
     overrides: dict[str, Any] = {}
@@ -50,107 +46,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     settings = Settings.from_env(**overrides)
     setup_logging(settings.log_level)
-    plugins = []
-    if settings.bot_enabled:
-        from bot.plugin import BotPlugin
-
-        plugins.append(BotPlugin(settings))
-    app = create_app(settings, plugins)
-    app.on_startup.append(_freeze_startup_objects)
-    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-        runner.run(_serve(app, settings.host, settings.port, settings.shutdown_grace))
+    serve(settings)
     return 0
 
 
-def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop `serve` runs on: uvloop when installed (`auto`), else asyncio's own.
+def serve_router(settings: Settings) -> None:
+    """The router alone, with no plugins: what `python -m router.cli serve` runs. The
+    `local-ai-router` command serves it with the bot (local_ai_router.main)."""
+    from router.http.app import create_app
+    from router.http.serving import run
 
-    uvloop takes a tenth off the router's CPU per request (docs/performance.md); `asyncio`
-    is there to rule it out when something misbehaves.
-    """
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise ConfigError("EVENT_LOOP=uvloop, but uvloop is not installed "
-                              "(pip install uvloop)") from None
-        return None
-    return uvloop.new_event_loop
-
-
-async def _serve(app: web.Application, host: str, port: int, grace: float) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then shut down gracefully and return.
-
-    Shutdown stops accepting, lets requests in flight finish (up to `grace` seconds) and runs
-    the app's cleanup contexts. A second (third, ...) signal during shutdown is logged and
-    ignored: supervisors repeat SIGTERM (and people press Ctrl-C twice), and aiohttp's own
-    `run_app` would turn that into an abandoned cleanup and exit status 1.
-    """
-    from aiohttp import web
-
-    from router.http.app import create_runner
-
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-
-    def on_signal(sig: signal.Signals) -> None:
-        if stopping.is_set():
-            log.warning("%s received again; still shutting down gracefully (at most %.0fs for "
-                        "requests in flight)", sig.name, grace)
-            return
-        log.info("%s received; shutting down gracefully", sig.name)
-        stopping.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    reloads: set[asyncio.Task[None]] = set()
-
-    def on_hangup() -> None:
-        task = asyncio.ensure_future(_reload(app))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    runner = create_runner(app, handle_signals=False, shutdown_timeout=grace)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        await stopping.wait()
-    finally:
-        await runner.cleanup()
-
-
-async def _reload(app: web.Application) -> None:
-    """SIGHUP: re-read the home-lab file; a bad one is logged and changes nothing."""
-    from router.http.api import SERVICE
-
-    try:
-        result = await app[SERVICE].reload()
-    except ConfigError as exc:
-        log.error("SIGHUP: configuration not reloaded, nothing changed: %s", exc)
-    else:
-        log.info("SIGHUP: %s", result.summary())
-
-
-GC_YOUNG_THRESHOLD = 50_000  # container allocations between young collections (Python: 700)
-
-
-async def _freeze_startup_objects(_app: object) -> None:
-    """Move everything alive after start-up out of the garbage collector's sight, and collect
-    the young generation less often.
-
-    The collector otherwise re-scans these long-lived objects (modules, settings, encodings) on
-    every collection; freezing them cut CPU per request by 14-17% at 50 concurrent requests
-    (bench/results). A request allocates a few hundred containers that die with it, so the
-    default threshold ran a collection every few requests; a larger one took another 4% off,
-    for at most a few MB of cyclic garbage waiting longer. Only the serving process does this,
-    never a library user of create_app.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    run(create_app(settings), settings)
 
 
 def cmd_status(_args: argparse.Namespace) -> int:
@@ -273,7 +179,7 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the router (HTTP API, bot, scheduler)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=None)
     sub.add_parser("status", help="backend health and gaming mode").set_defaults(func=cmd_status)
     decisions = sub.add_parser("decisions", help="recent routing decisions from the database")
     decisions.add_argument("--last", type=int, default=20)
@@ -297,10 +203,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, serve: Serve = serve_router) -> int:
+    """Run one command. `serve` is how `serve` runs the process: the composition root
+    (local_ai_router.main) passes one that adds the bot."""
     args = parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        return cmd_serve(args, serve) if args.func is None else int(args.func(args))
     except (ConfigError, ValueError) as exc:
         console.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         return 2

@@ -120,7 +120,7 @@ async def test_sighup_reloads_a_running_serve(tmp_path: Path, fakes) -> None:
            "DATABASE_URL": f"sqlite:///{tmp_path}/router.db", "HEALTH_CHECK_INTERVAL": "3600"}
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "router.cli", "serve"], env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "local_ai_router", "serve"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
