@@ -184,6 +184,10 @@ def summarise(runs: list[dict[str, Any]], held: dict[str, Any] | None,
              Row("CPU per request at c=50, µs (less noisy than req/s): upstream alone / router"
                  + (" / LiteLLM" if has_litellm else "") + " (its own process only)",
                  " / ".join(f"{cpu[n]:.0f}" for n in cpu), "—", None)]
+    cpu_ratio = per_run(lambda r: r["throughput"]["router"]["cpu_us_per_request"]
+                        / r["throughput"]["direct"]["cpu_us_per_request"])
+    rows.append(Row("Router CPU per request / the upstream's own, c=50 (the same run's pair)",
+                    ratio(cpu_ratio), "≤ 3×", check(cpu_ratio, cpu_ratio <= 3.0)))
     if has_litellm:
         vs_llm = per_run(lambda r: r["throughput"]["router"]["rps"] / r["throughput"]["litellm"]["rps"])
         rows.append(Row("Throughput router / LiteLLM, c=50", ratio(vs_llm), "≥ 20×",

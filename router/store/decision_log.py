@@ -37,24 +37,27 @@ _DEFAULTS: dict[str, Any] = {
     if not column.primary_key
 }
 _BOOLEANS = tuple(name for name, default in _DEFAULTS.items() if isinstance(default, bool))
+_REQUIRED = {name: default for name, default in _DEFAULTS.items() if default is not None}
 
 
 def _columns_and_values(row: dict[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-    """The row's columns that have a value, and those values, in table order.
+    """The row's columns that have a value, and those values.
 
     A None is left out (the column's default is NULL) rather than bound: sqlite3 binds None,
     and a bool, through its adapter lookup, two failed attribute probes each. Booleans go in
-    as ints. `created_at` is stored as SQLAlchemy's SQLite DateTime stores it (UTC, no offset,
-    microseconds always), so its queries compare alike."""
-    full = {**_DEFAULTS, **row}
+    as ints; a column with a default (the NOT NULL ones) gets it when the row lacks it; a key
+    that is not a column is ignored. `created_at` is stored as SQLAlchemy's SQLite DateTime
+    stores it (UTC, no offset, microseconds always), so its queries compare alike."""
+    present = {name: value for name, value in row.items()
+               if value is not None and name in _DEFAULTS}
+    for name, default in _REQUIRED.items():
+        if name not in present:
+            present[name] = default
     for name in _BOOLEANS:
-        full[name] = int(full[name])
-    created = full["created_at"]
+        present[name] = int(present[name])
+    created = present.get("created_at")
     if isinstance(created, datetime):
-        full["created_at"] = created.astimezone(UTC).isoformat(" ", "microseconds")[:26]
-    if len(full) > len(_DEFAULTS):  # a key that is not a column: ignored, as before
-        full = {name: full[name] for name in _DEFAULTS}
-    present = {name: value for name, value in full.items() if value is not None}
+        present["created_at"] = created.astimezone(UTC).isoformat(" ", "microseconds")[:26]
     return tuple(present), tuple(present.values())
 
 
