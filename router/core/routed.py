@@ -15,6 +15,7 @@ from router.config import Topology
 from router.core.policy import Decision, RuleSet
 from router.core.registry import BackendState
 from router.settings import Settings
+from router.store.decision_log import DecisionRow
 from router.wire import chat as req
 from router.wire.usage import UsageMeter
 
@@ -22,7 +23,7 @@ from router.wire.usage import UsageMeter
 class RowSink(Protocol):
     """Where a finished request's decision row goes (the service)."""
 
-    def finish_row(self, row: dict[str, Any], status: int, error: str | None, started: float,
+    def finish_row(self, row: DecisionRow, status: int, error: str | None, started: float,
                    prompt_tokens: int | None = None,
                    completion_tokens: int | None = None) -> None: ...
 
@@ -96,7 +97,7 @@ class Routed:
     """
 
     service: RowSink
-    row: dict[str, Any]
+    row: DecisionRow
     upstream: Upstream
     first: bytes
     backend: str

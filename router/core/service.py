@@ -49,7 +49,7 @@ from router.errors import ContextLengthExceeded, NoBackendAvailable, RouterError
 from router.logs import new_request_id, request_id_var
 from router.metrics import Metrics
 from router.settings import Settings, redact_url
-from router.store.decision_log import DecisionLog
+from router.store.decision_log import DecisionLog, DecisionRow
 from router.wire import chat as req
 from router.wire.sse import SSEText, checked
 
@@ -119,15 +119,13 @@ class RouterService:
     # -- sending ---------------------------------------------------------------------------
 
     def new_row(self, *, request_id: str | None, source: str, client: str | None,
-                endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+                endpoint: str, body: dict[str, Any]) -> DecisionRow:
+        """The decision row of a request about to be routed (`route` fills it in)."""
         model = body.get("model")
-        return {
-            "request_id": request_id or new_request_id(), "source": source, "client": client,
-            "endpoint": endpoint, "requested_model": model if isinstance(model, str) else None,
-            "stream": bool(body.get("stream")), "fallback_attempts": 0,
-        }
+        return DecisionRow(request_id or new_request_id(), source, client, endpoint,
+                           model if isinstance(model, str) else None, bool(body.get("stream")))
 
-    def route(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
+    def route(self, endpoint: str, body: dict[str, Any], row: DecisionRow,
               headers: Mapping[str, str] | None = None, *,
               native: NativeRequest | None = None, notify: Notify | None = None) -> Route:
         """`async with service.route(...) as routed:` the one lifecycle of a routed request.
@@ -139,7 +137,7 @@ class RouterService:
         """
         return Route(self, endpoint, body, row, headers, native, notify)
 
-    async def open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
+    async def open(self, endpoint: str, body: dict[str, Any], row: DecisionRow,
                    headers: Mapping[str, str] | None = None, *,
                    native: NativeRequest | None = None, notify: Notify | None = None) -> Routed:
         """Plan and open the request, falling back before the first byte.
@@ -155,11 +153,11 @@ class RouterService:
         try:
             return await self._open(endpoint, body, row, headers, started, native, keepalive)
         except BaseException as exc:
-            if "status_code" not in row:  # not recorded yet: cancelled, or a router bug
+            if row.status_code is None:  # not recorded yet: cancelled, or a router bug
                 if isinstance(exc, asyncio.CancelledError):
                     log.info("request %s: the caller left before the first byte; the upstream "
-                             "request to %s was cancelled", row["request_id"],
-                             row.get("backend") or "no backend")
+                             "request to %s was cancelled", row.request_id,
+                             row.backend or "no backend")
                     self.finish_row(row, 499, "cancelled before the first byte", started)
                 else:
                     self.finish_row(row, 500, f"router error before the first byte: "
@@ -169,20 +167,21 @@ class RouterService:
             if keepalive is not None:
                 await keepalive.drain()
 
-    async def _open(self, endpoint: str, body: dict[str, Any], row: dict[str, Any],
+    async def _open(self, endpoint: str, body: dict[str, Any], row: DecisionRow,
                     headers: Mapping[str, str] | None, started: float,
                     native: NativeRequest | None, keepalive: Keepalive | None) -> Routed:
         try:
-            planned = await self.plan(endpoint, body, headers, source=row.get("source", "api"),
-                                      client=row.get("client"))
+            planned = await self.plan(endpoint, body, headers, source=row.source,
+                                      client=row.client)
         except RouterError as exc:
             self.finish_row(row, exc.status, exc.message, started)
             raise
         decision = planned.decision
-        row.update(reason=decision.reason, estimated_tokens=planned.estimated_tokens,
-                   gaming_mode=planned.gaming_mode, force_big=planned.force_big,
-                   candidates=",".join(decision.candidates) or None,
-                   skipped=orjson.dumps(decision.skipped).decode() if decision.skipped else None)
+        row.reason = decision.reason
+        row.estimated_tokens = planned.estimated_tokens
+        row.gaming_mode, row.force_big = planned.gaming_mode, planned.force_big
+        row.candidates = ",".join(decision.candidates) or None
+        row.skipped = orjson.dumps(decision.skipped).decode() if decision.skipped else None
         if decision.backend is None:
             refusal: RouterError = NoBackendAvailable(decision.why_none() + ".")
             if decision.too_long:
@@ -199,8 +198,8 @@ class RouterService:
             state = planned.states[name]
             hint = planned.hint if name == planned.target_backend else None
             model = state.client.resolve_model(hint, state.served)
-            row.update(backend=name, backend_model=model, fallback_attempts=attempt)
-            out_headers = {"X-Request-ID": row["request_id"]}
+            row.backend, row.backend_model, row.fallback_attempts = name, model, attempt
+            out_headers = {"X-Request-ID": row.request_id}
             if planned.force_big and state.spec is not None and state.spec.gaming:
                 out_headers["X-Force-Big"] = "true"
             path, source_body, is_native = endpoint, body, False
@@ -208,7 +207,7 @@ class RouterService:
                 path, source_body, is_native = native.path, native.body, True
                 out_headers.update(native.headers)
             outgoing, clamped = self._outgoing(state, source_body, model, planned.estimated_tokens)
-            row["max_tokens_clamped"] = clamped
+            row.max_tokens_clamped = clamped
             if keepalive is not None:
                 keepalive.watch(name, state.label, bool(state.spec and state.spec.loading_status))
             state.active += 1
@@ -218,20 +217,20 @@ class RouterService:
             except UpstreamError as exc:
                 last = exc
             except Exception as exc:  # a backend bug must not skip the fallback or the row
-                log.exception("request %s: backend %s failed unexpectedly", row["request_id"], name)
+                log.exception("request %s: backend %s failed unexpectedly", row.request_id, name)
                 last = UpstreamError(f"backend {name} failed: {type(exc).__name__}: {exc}")
             except BaseException:
                 state.active -= 1
                 raise
             else:
-                row["ttft_ms"] = round((time.perf_counter() - started) * 1000, 2)
+                row.ttft_ms = round((time.perf_counter() - started) * 1000, 2)
                 routed = Routed(self, row, upstream, first, name, model, decision.reason,
                                 started, native=is_native, state=state, clamped=clamped)
                 routed.meter.feed(first)
                 return routed
             state.active -= 1
             failures.append({"backend": name, "error": last.message})
-            row["failures"] = orjson.dumps(failures).decode()
+            row.failures = orjson.dumps(failures).decode()
             self.metrics.fallbacks.labels(name).inc()
             if not last.retriable:
                 break
@@ -241,7 +240,7 @@ class RouterService:
                 await self.gaming.observe(name, True)
             elif last.status is None or last.status >= 500:
                 self.registry.report_failure(name, last.message)
-            log.warning("request %s: %s; trying the next candidate", row["request_id"], last.message)
+            log.warning("request %s: %s; trying the next candidate", row.request_id, last.message)
         assert last is not None
         messages = [f"{f['backend']}: {f['error']}" for f in failures]
         error = client_error(last, messages)
@@ -325,15 +324,17 @@ class RouterService:
 
     # -- logging ---------------------------------------------------------------------------
 
-    def finish_row(self, row: dict[str, Any], status: int, error: str | None, started: float,
+    def finish_row(self, row: DecisionRow, status: int, error: str | None, started: float,
                    prompt_tokens: int | None = None, completion_tokens: int | None = None) -> None:
+        """Finish `row` with its outcome and record it (exactly once per request: see `route`)."""
         elapsed = time.perf_counter() - started
-        row.update(status_code=status, error=error, latency_ms=round(elapsed * 1000, 2),
-                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        self.decisions.record(**row)
-        ttft = row.get("ttft_ms")
-        self.metrics.requests.observe(row.get("backend") or "none", row.get("reason") or "none",
-                                      status, elapsed, None if ttft is None else ttft / 1000,
+        row.status_code, row.error = status, error
+        row.latency_ms = round(elapsed * 1000, 2)
+        row.prompt_tokens, row.completion_tokens = prompt_tokens, completion_tokens
+        self.decisions.record(row)
+        ttft = row.ttft_ms
+        self.metrics.requests.observe(row.backend or "none", row.reason or "none", status,
+                                      elapsed, None if ttft is None else ttft / 1000,
                                       prompt_tokens, completion_tokens)
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -388,9 +389,8 @@ class RouterService:
         if not self._rejected.take():
             self.metrics.rejected_unlogged.inc()
             return
-        self.decisions.record(request_id=request_id, source=source, client=client,
-                              endpoint=endpoint, requested_model=model, reason="rejected",
-                              status_code=status, error=error, fallback_attempts=0)
+        self.decisions.record(DecisionRow(request_id, source, client, endpoint, model,
+                                          reason="rejected", status_code=status, error=error))
 
     # -- reloading the home-lab file -------------------------------------------------------
 
@@ -436,7 +436,7 @@ class RouterService:
                                 "stream_options": {"include_usage": True}}
         row = self.new_row(request_id=request_id, source=source, client=client,
                            endpoint="/v1/chat/completions", body=body)
-        request_id_var.set(row["request_id"])  # the bot's log lines carry it too
+        request_id_var.set(row.request_id)  # the bot's log lines carry it too
         async with self.route("/v1/chat/completions", body, row, notify=notify) as routed:
             parser = SSEText()
             for text in parser.feed(routed.first):
@@ -477,7 +477,7 @@ class Route:
     __slots__ = ("_args", "_routed", "_service")
 
     def __init__(self, service: RouterService, endpoint: str, body: dict[str, Any],
-                 row: dict[str, Any], headers: Mapping[str, str] | None,
+                 row: DecisionRow, headers: Mapping[str, str] | None,
                  native: NativeRequest | None, notify: Notify | None) -> None:
         self._service = service
         self._args = (endpoint, body, row, headers, native, notify)

@@ -195,7 +195,7 @@ class AgentApis:
                                      native=native,
                                      notify=early.note if early else None) as routed:
                 relay.model = relay.model or routed.model
-                relay.start(routed.native, int(row.get("estimated_tokens") or 0))
+                relay.start(routed.native, row.estimated_tokens or 0)
                 headers = routed_headers(request_id, routed)
                 if early is None:
                     return await Api._whole(routed, headers, relay)
@@ -203,7 +203,7 @@ class AgentApis:
         except RouterError as exc:  # from routing: no backend answered (the row is recorded)
             if early is not None and early.response is not None:
                 return await early.refuse(exc)
-            return self._error(dialect, exc, request_id, row.get("backend"))
+            return self._error(dialect, exc, request_id, row.backend)
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         """`{"input_tokens": N}`: the router's estimate of the translated prompt (not routed)."""

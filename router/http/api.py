@@ -244,8 +244,8 @@ class Api:
             if early is not None and early.response is not None:
                 return await early.refuse(exc)
             response = _error_response(exc, request_id)
-            if row.get("backend"):
-                response.headers["X-Routed-Backend"] = row["backend"]
+            if row.backend:
+                response.headers["X-Routed-Backend"] = row.backend
             return response
 
     @staticmethod

@@ -10,10 +10,13 @@ everything that is queued (bounded by a deadline) before the process exits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import operator
 import time
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,38 +30,71 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 MAX_QUEUE = 200_000
 LINGER = 0.05  # seconds the writer waits for more rows before a write
-# Every column but the key, with its default. Rows are inserted with plain SQL and positional
-# parameters, one executemany per batch and set of columns: SQLAlchemy's compiled insert of dicts
-# cost ~25 µs of CPU per row, a tenth of a request.
-_DEFAULTS: dict[str, Any] = {
-    column.name: column.default.arg if column.default is not None and column.default.is_scalar
-    else None
-    for column in Decision.__table__.columns  # type: ignore[attr-defined]
-    if not column.primary_key
-}
-_BOOLEANS = tuple(name for name, default in _DEFAULTS.items() if isinstance(default, bool))
-_REQUIRED = {name: default for name, default in _DEFAULTS.items() if default is not None}
+@dataclass(slots=True)
+class DecisionRow:
+    """One request's row of `decisions` while it is routed: the handler starts it
+    (`RouterService.new_row`), the service fills in where it went and how it ended, and
+    `DecisionLog.record` queues it once. Field names are the table's columns (a test holds them
+    to `models.Decision`); `status_code` is None until the request is finished."""
+
+    request_id: str
+    source: str = "api"  # api | bot | slash
+    client: str | None = None
+    endpoint: str = "/v1/chat/completions"
+    requested_model: str | None = None
+    stream: bool = False
+    reason: str | None = None
+    estimated_tokens: int | None = None
+    gaming_mode: bool = False
+    force_big: bool = False
+    candidates: str | None = None
+    skipped: str | None = None
+    backend: str | None = None
+    backend_model: str | None = None
+    fallback_attempts: int = 0
+    max_tokens_clamped: int | None = None
+    ttft_ms: float | None = None
+    failures: str | None = None
+    status_code: int | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    created_at: datetime | None = None  # set by `record`
+
+    def columns(self) -> dict[str, Any]:
+        """The row as a dict of columns (for live viewers and tests)."""
+        return dict(zip(_NAMES, _ALL(self), strict=True))
 
 
-def _columns_and_values(row: dict[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+# Rows are inserted with plain SQL and positional parameters, one executemany per batch and set
+# of columns: SQLAlchemy's compiled insert of dicts cost ~25 µs of CPU per row, a tenth of a
+# request.
+_NAMES = tuple(field.name for field in dataclasses.fields(DecisionRow))
+_ALL = operator.attrgetter(*_NAMES)
+_BOOLEANS = frozenset(field.name for field in dataclasses.fields(DecisionRow)
+                      if field.type in ("bool", bool))
+
+
+def _columns_and_values(row: DecisionRow) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     """The row's columns that have a value, and those values.
 
     A None is left out (the column's default is NULL) rather than bound: sqlite3 binds None,
     and a bool, through its adapter lookup, two failed attribute probes each. Booleans go in
-    as ints; a column with a default (the NOT NULL ones) gets it when the row lacks it; a key
-    that is not a column is ignored. `created_at` is stored as SQLAlchemy's SQLite DateTime
-    stores it (UTC, no offset, microseconds always), so its queries compare alike."""
-    present = {name: value for name, value in row.items()
-               if value is not None and name in _DEFAULTS}
-    for name, default in _REQUIRED.items():
-        if name not in present:
-            present[name] = default
-    for name in _BOOLEANS:
-        present[name] = int(present[name])
-    created = present.get("created_at")
-    if isinstance(created, datetime):
-        present["created_at"] = created.astimezone(UTC).isoformat(" ", "microseconds")[:26]
-    return tuple(present), tuple(present.values())
+    as ints. `created_at` is stored as SQLAlchemy's SQLite DateTime stores it (UTC, no offset,
+    microseconds always), so its queries compare alike."""
+    names: list[str] = []
+    values: list[Any] = []
+    for name, value in zip(_NAMES, _ALL(row), strict=True):
+        if value is None:
+            continue
+        if name in _BOOLEANS:
+            value = int(value)
+        elif name == "created_at":
+            value = value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+        names.append(name)
+        values.append(value)
+    return tuple(names), tuple(values)
 
 
 @functools.cache
@@ -75,7 +111,7 @@ class DecisionLog:
                  linger: float = LINGER) -> None:
         self._engine = engine
         self._linger = linger
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[DecisionRow] = deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._retry_max = retry_max
@@ -99,19 +135,20 @@ class DecisionLog:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="decision-log-writer")
 
-    def record(self, **row: Any) -> None:
-        """Queue one decision row (keys are `Decision` columns). Never blocks, never raises."""
+    def record(self, row: DecisionRow) -> None:
+        """Queue one finished decision row. Never blocks, never raises."""
         if len(self._queue) >= self._max_queue:
             self.dropped += 1
             log.error("decision log queue full (%d rows); dropped row for request %s",
-                      self._max_queue, row.get("request_id"))
+                      self._max_queue, row.request_id)
             return
-        row.setdefault("created_at", datetime.now(UTC))
+        if row.created_at is None:
+            row.created_at = datetime.now(UTC)
         self._queue.append(row)
         if not self._wakeup.is_set():
             self._wakeup.set()
         if self._subscribers:
-            self._fan_out(row)
+            self._fan_out(row.columns())
 
     def subscribe(self, max_queue: int = 1000) -> asyncio.Queue[dict[str, Any]]:
         """A bounded queue that receives every row recorded from now on (read-only dicts).
@@ -176,7 +213,7 @@ class DecisionLog:
                 self._queue.popleft()
             self.written += len(batch)
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def _write(self, batch: list[DecisionRow]) -> None:
         by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for row in batch:
             columns, values = _columns_and_values(row)
@@ -185,7 +222,7 @@ class DecisionLog:
             for columns, rows in by_columns.items():
                 connection.exec_driver_sql(_insert(columns), rows)
 
-    def _write_each(self, batch: list[dict[str, Any]]) -> int:
+    def _write_each(self, batch: list[DecisionRow]) -> int:
         written = 0
         for row in batch:
             try:
@@ -193,7 +230,7 @@ class DecisionLog:
                 written += 1
             except SQLAlchemyError as exc:
                 log.error("decision row for request %s could not be written: %s",
-                          row.get("request_id"), f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+                          row.request_id, f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
         return written
 
     async def flush(self, timeout: float = 10.0) -> None:

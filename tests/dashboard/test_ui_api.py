@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from router.store import db
-from router.store.decision_log import DecisionLog
+from router.store.decision_log import DecisionLog, DecisionRow
 from router.store.stats import bucket_stats
 from tests.conftest import RouterFactory, RunningRouter, backend_env
 from tests.dashboard.fake_agent import FakeAgent
@@ -29,16 +29,16 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
 async def test_subscribers_get_rows_and_a_slow_one_loses_rows_without_blocking(tmp_path: Path) -> None:
     log = DecisionLog(db.make_engine(f"sqlite:///{tmp_path}/d.db"))
-    log.record(request_id="before")  # nobody listening: nothing fans out
+    log.record(DecisionRow(request_id="before"))  # nobody listening: nothing fans out
     fast, slow = log.subscribe(), log.subscribe(max_queue=2)
     for i in range(4):
-        log.record(request_id=f"r{i}")
+        log.record(DecisionRow(request_id=f"r{i}"))
     assert [fast.get_nowait()["request_id"] for _ in range(4)] == ["r0", "r1", "r2", "r3"]
     assert [slow.get_nowait()["request_id"] for _ in range(2)] == ["r0", "r1"]
     assert log.subscriber_drops == 2
     log.unsubscribe(fast)
     log.unsubscribe(slow)
-    log.record(request_id="after")
+    log.record(DecisionRow(request_id="after"))
     assert fast.empty() and slow.empty()
     assert log.depth == 6  # every row still went to the writer's queue
 
@@ -49,7 +49,9 @@ async def test_bucket_stats_counts_and_percentiles(make_router: RouterFactory) -
     router = await make_router()
     now = datetime(2026, 12, 6, 12, 10, tzinfo=UTC)
     at = datetime(2026, 12, 6, 11, 40, tzinfo=UTC)  # the 11:30 bucket
-    record = router.service.decisions.record
+    def record(**columns: object) -> None:
+        router.service.decisions.record(DecisionRow(**columns))  # type: ignore[arg-type]
+
     for i in range(1, 101):  # latencies 1..100 ms
         record(request_id=f"a{i}", backend="3070", status_code=200, latency_ms=float(i),
                prompt_tokens=10, completion_tokens=5, fallback_attempts=1 if i <= 3 else 0,

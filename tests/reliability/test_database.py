@@ -168,14 +168,14 @@ async def test_sigterm_lets_the_inflight_stream_finish_refuses_new_and_flushes(t
 
 async def test_rows_with_different_columns_share_a_batch(tmp_path: Path):
     """A 404 row (no backend) batched with a routed row must not poison the batch."""
-    from router.store.decision_log import DecisionLog
+    from router.store.decision_log import DecisionLog, DecisionRow
 
     url = f"sqlite:///{tmp_path}/mixed.db"
     db.upgrade(url)
     log = DecisionLog(db.make_engine(url))
-    log.record(request_id="routed", source="api", backend="3070", reason="small_request",
-               status_code=200, stream=True, ttft_ms=1.5)
-    log.record(request_id="unknown-model", source="api", status_code=404, error="no such model")
+    log.record(DecisionRow(request_id="routed", source="api", backend="3070",
+                           reason="small_request", status_code=200, stream=True, ttft_ms=1.5))
+    log.record(DecisionRow(request_id="unknown-model", source="api", status_code=404, error="no such model"))
     log.start()
     await log.close()
     assert (log.written, log.dropped, log.write_errors) == (2, 0, 0)

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from router.store import db
-from router.store.decision_log import DecisionLog
+from router.store.decision_log import DecisionLog, DecisionRow
 from tests.conftest import backend_env, decision_rows
 from tests.helpers import eventually
 
@@ -57,7 +57,7 @@ async def test_locked_database_delays_rows_but_loses_none(tmp_path: Path):
     log.start()
     try:
         for i in range(20):
-            log.record(request_id=f"r{i}", source="api", status_code=200)
+            log.record(DecisionRow(request_id=f"r{i}", source="api", status_code=200))
         await eventually(lambda: log.write_errors > 0, timeout=30)
         assert log.depth == 20 and log.written == 0
     finally:
@@ -74,7 +74,7 @@ async def test_full_queue_counts_drops(tmp_path: Path):
     db.upgrade(url)
     log = DecisionLog(db.make_engine(url), max_queue=5)
     for i in range(8):
-        log.record(request_id=f"r{i}", source="api", status_code=200)
+        log.record(DecisionRow(request_id=f"r{i}", source="api", status_code=200))
     assert (log.depth, log.dropped) == (5, 3)
     log.start()
     await log.close()
@@ -106,11 +106,21 @@ async def test_a_bad_row_does_not_block_the_log(tmp_path: Path):
     url = f"sqlite:///{tmp_path}/bad.db"
     db.upgrade(url)
     log = DecisionLog(db.make_engine(url))
-    log.record(request_id="good-1", source="api", status_code=200)
-    log.record(request_id=None, source="api", status_code=200)  # violates NOT NULL
-    log.record(request_id="good-2", source="api", status_code=200)
+    log.record(DecisionRow(request_id="good-1", source="api", status_code=200))
+    log.record(DecisionRow(request_id=None, source="api", status_code=200))  # violates NOT NULL
+    log.record(DecisionRow(request_id="good-2", source="api", status_code=200))
     log.start()
     await log.close()
     assert (log.written, log.dropped, log.depth) == (2, 1, 0)
     ids = [r[0] for r in sqlite3.connect(tmp_path / "bad.db").execute("select request_id from decisions")]
     assert ids == ["good-1", "good-2"]
+
+
+def test_a_decision_row_has_exactly_the_tables_columns() -> None:
+    """The typed row the service fills in and the table Alembic creates must not drift apart."""
+    from dataclasses import fields
+
+    from router.store.models import Decision
+
+    table = {c.name for c in Decision.__table__.columns if not c.primary_key}  # type: ignore[attr-defined]
+    assert {f.name for f in fields(DecisionRow)} == table
