@@ -118,6 +118,12 @@ def force_big_header(headers: Mapping[str, str]) -> bool:
     return truthy_header(headers, "X-Force-Big")
 
 
+def _may_tag(text: str) -> bool:
+    """Whether `text` may hold the tag. Most texts have no "#" at all, which is found without
+    the lower-cased copy of a long prompt that the exact test needs."""
+    return "#" in text and "#force_big" in text.lower()
+
+
 def strip_force_big(body: dict[str, Any]) -> bool:
     """Remove `#force_big` from user messages in place; True if the tag was present."""
     found = False
@@ -126,7 +132,7 @@ def strip_force_big(body: dict[str, Any]) -> bool:
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
         content = message.get("content")
-        if isinstance(content, str) and "#force_big" in content.lower():
+        if isinstance(content, str) and _may_tag(content):
             stripped, count = FORCE_BIG_TAG.subn(" ", content)
             if count:  # "#force_bigger" contains the text but is not the tag
                 message["content"] = stripped.strip()
@@ -134,7 +140,7 @@ def strip_force_big(body: dict[str, Any]) -> bool:
         elif isinstance(content, list):
             for part in content:
                 if (isinstance(part, dict) and isinstance(part.get("text"), str)
-                        and "#force_big" in part["text"].lower()):
+                        and _may_tag(part["text"])):
                     stripped, count = FORCE_BIG_TAG.subn(" ", part["text"])
                     if count:
                         part["text"] = stripped.strip()
