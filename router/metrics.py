@@ -33,60 +33,63 @@ class _Histogram:
         return out
 
 
+class _BackendTotals:
+    __slots__ = ("completion", "latency", "prompt", "ttft")
+
+    def __init__(self) -> None:
+        self.latency, self.ttft = _Histogram(), _Histogram()
+        self.prompt = self.completion = 0
+
+
 class RequestMetrics:
     """The metrics every routed request updates, kept as plain numbers: the loop adds to them
     without the locks and label lookups of prometheus_client's objects (most of the row's cost
     on the hot path), and they become Prometheus families only when /metrics is scraped."""
 
     def __init__(self) -> None:
-        self._requests: dict[tuple[str, str, str], int] = {}
-        self._tokens: dict[tuple[str, str], int] = {}
-        self._latency: dict[str, _Histogram] = {}
-        self._ttft: dict[str, _Histogram] = {}
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._backends: dict[str, _BackendTotals] = {}
 
     def observe(self, backend: str, reason: str, status: int, latency: float,
                 ttft: float | None, prompt_tokens: int | None,
                 completion_tokens: int | None) -> None:
-        key = (backend, reason, str(status))
+        key = (backend, reason, status)
         self._requests[key] = self._requests.get(key, 0) + 1
-        _histogram(self._latency, backend).observe(latency)
+        totals = self._backends.get(backend)
+        if totals is None:
+            totals = self._backends[backend] = _BackendTotals()
+        totals.latency.observe(latency)
         if ttft is not None:
-            _histogram(self._ttft, backend).observe(ttft)
+            totals.ttft.observe(ttft)
         if prompt_tokens:
-            self._add_tokens(backend, "prompt", prompt_tokens)
+            totals.prompt += prompt_tokens
         if completion_tokens:
-            self._add_tokens(backend, "completion", completion_tokens)
-
-    def _add_tokens(self, backend: str, kind: str, count: int) -> None:
-        self._tokens[backend, kind] = self._tokens.get((backend, kind), 0) + count
+            totals.completion += completion_tokens
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("router_requests",
                                        "Routed requests by backend, reason and status",
                                        labels=["backend", "reason", "status"])
-        for key, value in self._requests.items():
-            requests.add_metric(key, value)
+        for (backend, reason, status), value in self._requests.items():
+            requests.add_metric([backend, reason, str(status)], value)
         yield requests
-        for name, text, histograms in (
-                ("router_request_latency_seconds", "Time to the last byte", self._latency),
-                ("router_time_to_first_token_seconds", "Time to the first byte sent", self._ttft)):
-            family = HistogramMetricFamily(name, text, labels=["backend"])
-            for backend, histogram in histograms.items():
-                family.add_metric([backend], histogram.buckets(), histogram.total)
-            yield family
+        latency = HistogramMetricFamily("router_request_latency_seconds", "Time to the last byte",
+                                        labels=["backend"])
+        ttft = HistogramMetricFamily("router_time_to_first_token_seconds",
+                                     "Time to the first byte sent", labels=["backend"])
         tokens = CounterMetricFamily("router_tokens",
                                      "Tokens by backend and kind (prompt, completion)",
                                      labels=["backend", "kind"])
-        for labels, value in self._tokens.items():
-            tokens.add_metric(labels, value)
+        for backend, totals in self._backends.items():
+            for family, histogram in ((latency, totals.latency), (ttft, totals.ttft)):
+                if any(histogram.counts):
+                    family.add_metric([backend], histogram.buckets(), histogram.total)
+            for kind, count in (("prompt", totals.prompt), ("completion", totals.completion)):
+                if count:
+                    tokens.add_metric([backend, kind], count)
+        yield latency
+        yield ttft
         yield tokens
-
-
-def _histogram(by_backend: dict[str, _Histogram], backend: str) -> _Histogram:
-    found = by_backend.get(backend)
-    if found is None:
-        found = by_backend[backend] = _Histogram()
-    return found
 
 
 class Metrics:

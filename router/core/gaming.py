@@ -79,6 +79,13 @@ class GamingMode:
         """Gaming backend name -> gaming mode on (empty when none is configured)."""
         return {name: h.enabled for name, h in self._hosts.items() if name != NO_HOST}
 
+    def for_policy(self) -> tuple[bool, frozenset[str] | None]:
+        """`enabled` and `gamed()` in one pass (both go into every request's Features)."""
+        if NO_HOST in self._hosts:
+            return self._hosts[NO_HOST].enabled, None
+        gamed = frozenset(name for name, host in self._hosts.items() if host.enabled)
+        return bool(gamed), gamed
+
     def gamed(self) -> frozenset[str] | None:
         """The gaming backends in gaming mode, for the policy (None: no gaming backend)."""
         if NO_HOST in self._hosts:

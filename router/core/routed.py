@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypedDict
 
 from router.backends.base import Upstream
 from router.config import Topology
-from router.core.policy import Decision, RuleSet
+from router.core.policy import BackendView, Decision, RuleSet
 from router.core.registry import BackendState
 from router.settings import Settings
 from router.store.decision_log import DecisionRow
@@ -59,6 +59,7 @@ class Planned:
     force_big: bool
     gaming_mode: bool
     states: dict[str, BackendState] = field(default_factory=dict)
+    views: dict[str, BackendView] = field(default_factory=dict)  # what the policy saw
 
     def as_json(self, model_for: dict[str, str]) -> dict[str, Any]:
         return {

@@ -95,16 +95,17 @@ class RouterService:
         force_big = tagged or req.force_big_header(headers) or model in generation.force_big_models
         estimated = await tokens.estimate(body, self.settings.image_token_budget)
         has_tools = bool(body.get("tools"))
+        gaming_mode, gamed = self.gaming.for_policy()
         features = Features(
             target=target.backend, estimated_tokens=estimated, max_tokens=req.max_tokens(body),
-            force_big=force_big, gaming_mode=self.gaming.enabled, tools=has_tools,
-            client=client, source=source, gamed=self.gaming.gamed(),
+            force_big=force_big, gaming_mode=gaming_mode, tools=has_tools,
+            client=client, source=source, gamed=gamed,
             complex_task=estimated >= self.settings.complex_task_min_tokens and is_complex(
                 req.last_user_text(body), len(body.get("messages") or ()), has_tools),
         )
         decision = decide(features, views, generation.rules)
         return Planned(body, decision, target.backend, target.hint, estimated, force_big,
-                       features.gaming_mode, states)
+                       gaming_mode, states, views)
 
     def model_for(self, planned: Planned) -> dict[str, str]:
         """The backend model id each candidate would get."""
@@ -206,7 +207,8 @@ class RouterService:
             if native is not None and native.api in state.apis:
                 path, source_body, is_native = native.path, native.body, True
                 out_headers.update(native.headers)
-            outgoing, clamped = self._outgoing(state, source_body, model, planned.estimated_tokens)
+            outgoing, clamped = self._outgoing(state, source_body, model, planned.estimated_tokens,
+                                               planned.views[name].context_window)
             row.max_tokens_clamped = clamped
             if keepalive is not None:
                 keepalive.watch(name, state.label, bool(state.spec and state.spec.loading_status))
@@ -248,13 +250,12 @@ class RouterService:
         raise error
 
     def _outgoing(self, state: BackendState, body: dict[str, Any], model: str,
-                  estimated: int) -> tuple[dict[str, Any], int | None]:
+                  estimated: int, window: int | None) -> tuple[dict[str, Any], int | None]:
         """The body for one candidate: its model id, its `defaults`, and `max_tokens` lowered
         to what its context window leaves after the prompt (returned when it was lowered)."""
         spec = state.spec
         outgoing = {**spec.defaults, **body, "model": model} if spec and spec.defaults \
             else {**body, "model": model}
-        window = state.context_window
         asked = req.max_tokens(body)
         if window is None or not asked:
             return outgoing, None
