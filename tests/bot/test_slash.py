@@ -127,3 +127,22 @@ async def test_slash_works_while_mattermost_is_down(bot_world: BotWorld) -> None
     response = await slash(w, "use claude")
     assert response.json() == {"response_type": "in_channel",
                                "text": "Chat in this channel now uses model `claude` (backend opencode)."}
+
+
+async def test_the_command_answers_503_while_the_bot_is_not_started() -> None:
+    """The route exists from the app's creation; the command itself is built when the bot
+    starts. An app served before its start-up (never the router's own) gets a clear 503."""
+    from bot.plugin import BotPlugin
+    from router.settings import Settings
+
+    plugin = BotPlugin(Settings.from_env({"MATTERMOST_URL": "http://127.0.0.1:1",
+                                          "MATTERMOST_TOKEN": "t",
+                                          "MATTERMOST_SLASH_TOKEN": SLASH_TOKEN}))
+    app = web.Application()
+    plugin.add_routes(app)
+    async with serve_app(app) as url, httpx.AsyncClient() as http:
+        response = await http.post(url + "/mattermost/command",
+                                   data={"token": SLASH_TOKEN, "user_name": "alice", "text": "status"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "starting"
+    await plugin.adapter.close(grace=0.1)
