@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from router.http.app import create_app
-from router.http.api import SERVICE
 from router.core.service import RouterService
+from router.http.api import SERVICE
+from router.http.app import create_app
 from router.settings import Settings
 from tests.e2e.agent_process import stop_process, wait_http
 from tests.fakes.upstream import FakeUpstream

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 MAX_QUEUE = 200_000
 LINGER = 0.05  # seconds the writer waits for more rows before a write
+
+
 @dataclass(slots=True)
 class DecisionRow:
     """One request's row of `decisions` while it is routed: the handler starts it

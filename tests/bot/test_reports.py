@@ -14,7 +14,6 @@ from bot.reports import (
     stats_table,
 )
 
-
 LABELS = {"3070": "3070", "3090": "3090", "opencode": "OpenCode"}
 
 

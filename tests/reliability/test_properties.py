@@ -12,10 +12,10 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.wire import chat as req
 from router.core import tokens
 from router.errors import BadRequest, ModelNotFound
 from router.settings import BACKENDS, DEFAULT_ALIASES
+from router.wire import chat as req
 from tests.conftest import backend_env
 
 PROPS = settings(max_examples=300, deadline=None, derandomize=True, database=None)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from router.store import db
 from router.core.gaming import GamingMode
+from router.store import db
 from tests.conftest import free_port
 
 
