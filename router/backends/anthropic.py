@@ -60,9 +60,10 @@ class AnthropicBackend:
         return headers
 
     async def send(self, path: str, body: dict[str, object], *, stream: bool,
-                   headers: dict[str, str]) -> Upstream:
+                   headers: dict[str, str], header_timeout: float | None = None) -> Upstream:
         """`/v1/messages` as sent; `/v1/chat/completions` translated both ways. Other paths
-        (completions, embeddings) are refused as retriable, so another backend serves them."""
+        (completions, embeddings) are refused as retriable, so another backend serves them.
+        (`header_timeout` is not needed: the API answers its status at once.)"""
         beta = None
         if path == "/v1/messages":
             outgoing: dict[str, object] = body

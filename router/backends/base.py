@@ -34,6 +34,7 @@ class HealthReport:
     error: str | None = None
     latency_ms: float | None = None
     gaming_mode: bool | None = None
+    start_timeout: float | None = None  # an inference agent's longest model start (START_TIMEOUT)
 
 
 @dataclass
@@ -55,10 +56,14 @@ class Backend(Protocol):
     url: str
 
     async def send(self, path: str, body: dict[str, object], *, stream: bool,
-                   headers: dict[str, str]) -> Upstream:
+                   headers: dict[str, str], header_timeout: float | None = None) -> Upstream:
         """Forward an OpenAI request (`path` like `/v1/chat/completions`; `body["model"]` already
         set to the backend's model id). Returns once the status is known; raises UpstreamError
-        for failures before that (and for error statuses, with `status` and `body` set)."""
+        for failures before that (and for error statuses, with `status` and `body` set).
+
+        `header_timeout`: the longest wait for the status, when the caller bounds the wait
+        itself (the router's watchdog: a cold model may take longer than the read timeout);
+        None is the backend's read timeout."""
         ...
 
     async def check_health(self) -> HealthReport:

@@ -162,10 +162,11 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def wait(self) -> None:
-        """Wait for the next event (bytes, end, error); ReadTimeout after `read_timeout`."""
+    async def wait(self, timeout: float | None = None) -> None:
+        """Wait for the next event (bytes, end, error); ReadTimeout after `timeout` (default:
+        the read timeout)."""
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self._read_timeout, _expire, waiter)
+        timer = self._loop.call_later(timeout or self._read_timeout, _expire, waiter)
         try:
             await waiter
         finally:
@@ -256,8 +257,9 @@ class Pool:
         self._closed = False
 
     async def request(self, method: str, target: str, headers: dict[str, str],
-                      body: bytes) -> Response:
-        """Send a request and wait for its status and headers (see the module docstring)."""
+                      body: bytes, header_timeout: float | None = None) -> Response:
+        """Send a request and wait for its status and headers (see the module docstring), at
+        most `header_timeout` seconds of silence (default: the read timeout)."""
         lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), self._host_line]
         for name, value in headers.items():
             if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
@@ -276,7 +278,7 @@ class Pool:
                 while not conn.headers_done:
                     if conn.error is not None:
                         raise conn.error
-                    await conn.wait()
+                    await conn.wait(header_timeout)
             except ConnectionLost:
                 conn.close()
                 if reused and not conn.received:

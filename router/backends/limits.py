@@ -67,7 +67,7 @@ class LimitedBackend:
         self.in_flight += 1
 
     async def send(self, path: str, body: dict[str, object], *, stream: bool,
-                   headers: dict[str, str]) -> Upstream:
+                   headers: dict[str, str], header_timeout: float | None = None) -> Upstream:
         self._admit()
         released = False
 
@@ -78,7 +78,8 @@ class LimitedBackend:
                 self.in_flight -= 1
 
         try:
-            upstream = await self.inner.send(path, body, stream=stream, headers=headers)
+            upstream = await self.inner.send(path, body, stream=stream, headers=headers,
+                                             header_timeout=header_timeout)
         except BaseException:
             give_back()
             raise

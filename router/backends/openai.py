@@ -68,10 +68,10 @@ class OpenAIBackend:
         return headers
 
     async def send(self, path: str, body: dict[str, object], *, stream: bool,
-                   headers: dict[str, str]) -> Upstream:
+                   headers: dict[str, str], header_timeout: float | None = None) -> Upstream:
         try:
             exchange = await self._transport.handle(path, self._headers(headers),
-                                                    orjson.dumps(body))
+                                                    orjson.dumps(body), header_timeout)
         except TimeoutError:
             raise UpstreamError(f"backend {self.name} timed out before answering") from None
         except http1.ConnectFailed as exc:
@@ -99,8 +99,9 @@ class OpenAIBackend:
     async def check_health(self) -> HealthReport:
         started = time.perf_counter()
         gaming_mode: bool | None = None
+        start_timeout: float | None = None
         if self._gaming_status_url:
-            gaming_mode = await self._gaming_mode()
+            gaming_mode, start_timeout = await self._host_status()
         try:
             async with self.session.get(self._base + "/v1/models", headers=self._headers({}),
                                         timeout=self._health_timeout) as resp:
@@ -116,22 +117,28 @@ class OpenAIBackend:
             for m in (payload.get("data") or []) if isinstance(m, dict) and "id" in m
         ) if isinstance(payload, dict) else ()
         latency = (time.perf_counter() - started) * 1000
-        return HealthReport(True, models=models, latency_ms=round(latency, 2), gaming_mode=gaming_mode)
+        return HealthReport(True, models=models, latency_ms=round(latency, 2),
+                            gaming_mode=gaming_mode, start_timeout=start_timeout)
 
-    async def _gaming_mode(self) -> bool | None:
-        """The host's gaming mode from its status URL; None when it cannot tell (a plain vLLM
-        has no /status): that says nothing about whether the backend can serve."""
+    async def _host_status(self) -> tuple[bool | None, float | None]:
+        """The host's gaming mode and longest model start (an inference agent's `/status`);
+        None for what it cannot tell (a plain vLLM has no /status): that says nothing about
+        whether the backend can serve."""
         assert self._gaming_status_url
         try:
             async with self.session.get(self._gaming_status_url,
                                         timeout=self._health_timeout) as resp:
                 if resp.status != 200:
-                    return None
+                    return None, None
                 status = orjson.loads(await resp.read())
         except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError):
-            return None
-        value = status.get("gaming_mode") if isinstance(status, dict) else None
-        return value if isinstance(value, bool) else None
+            return None, None
+        if not isinstance(status, dict):
+            return None, None
+        gaming = status.get("gaming_mode")
+        starts = [m["start_timeout"] for m in status.get("models") or ()
+                  if isinstance(m, dict) and isinstance(m.get("start_timeout"), (int, float))]
+        return (gaming if isinstance(gaming, bool) else None), (max(starts) if starts else None)
 
     def resolve_model(self, hint: str | None, models: tuple[ModelInfo, ...]) -> str:
         """A served id is used as is; an alias hint maps through `model_hints`, else the first model."""

@@ -187,7 +187,7 @@ class OpenCodeBackend:
     # -- sending ---------------------------------------------------------------------------
 
     async def send(self, path: str, body: dict[str, object], *, stream: bool,
-                   headers: dict[str, str]) -> Upstream:
+                   headers: dict[str, str], header_timeout: float | None = None) -> Upstream:
         if path != "/v1/chat/completions":
             raise _failure(Failure(404, f"The opencode backend serves only /v1/chat/completions, "
                                         f"not {path}.", True, "unsupported_endpoint"))

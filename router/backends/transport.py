@@ -45,8 +45,10 @@ class Exchange(Protocol):
 class Transport(Protocol):
     """Sends one request at a time per call; safe to use from many tasks at once (loop-only)."""
 
-    async def handle(self, path: str, headers: dict[str, str], body: bytes) -> Exchange:
-        """POST `body` to `path` (relative to the transport's base URL) and wait for the status.
+    async def handle(self, path: str, headers: dict[str, str], body: bytes,
+                     header_timeout: float | None = None) -> Exchange:
+        """POST `body` to `path` (relative to the transport's base URL) and wait for the status,
+        at most `header_timeout` seconds (default: the read timeout).
 
         Raises http1.ConnectFailed, http1.HTTPError or TimeoutError.
         """
@@ -65,8 +67,10 @@ class Http1Transport:
                                 read_timeout=read_timeout)
         self._prefix = base.raw_path.rstrip("/")
 
-    async def handle(self, path: str, headers: dict[str, str], body: bytes) -> Exchange:
-        return await self._pool.request("POST", self._prefix + path, headers, body)
+    async def handle(self, path: str, headers: dict[str, str], body: bytes,
+                     header_timeout: float | None = None) -> Exchange:
+        return await self._pool.request("POST", self._prefix + path, headers, body,
+                                        header_timeout)
 
     async def close(self) -> None:
         self._pool.close()
@@ -106,12 +110,20 @@ class AiohttpTransport:
         self._base = base
         self._urls: dict[str, URL] = {}
 
-    async def handle(self, path: str, headers: dict[str, str], body: bytes) -> Exchange:
+    async def handle(self, path: str, headers: dict[str, str], body: bytes,
+                     header_timeout: float | None = None) -> Exchange:
         url = self._urls.get(path)
         if url is None:  # parse each endpoint's URL once, not per request
             url = self._urls[path] = URL(self._base + path)
+        session = self._session()
+        timeout = session.timeout
+        if header_timeout is not None and (timeout.sock_read or 0) < header_timeout:
+            # aiohttp has no separate wait for the status: the read timeout grows for this one
+            timeout = aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect,
+                                            sock_read=header_timeout,
+                                            sock_connect=timeout.sock_connect)
         try:
-            response = await self._session().post(url, data=body, headers=headers)
+            response = await session.post(url, data=body, headers=headers, timeout=timeout)
         except aiohttp.ClientConnectorError as exc:
             raise http1.ConnectFailed(exc.os_error) from None
         except TimeoutError:

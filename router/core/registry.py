@@ -47,6 +47,7 @@ class BackendState:
     failures: int = 0
     successes: int = 0
     active: int = 0  # requests holding this backend's client (a retired one closes at 0)
+    start_timeout: float | None = None  # an inference agent's longest model start, as it says
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -137,6 +138,8 @@ class BackendRegistry:
         name = state.name
         state.last_check = time.time()
         state.latency_ms = report.latency_ms
+        if report.start_timeout is not None:
+            state.start_timeout = report.start_timeout
         if report.healthy:
             state.models = report.models or state.models
             state.last_error = None

@@ -38,6 +38,7 @@ from router.core.routed import (
     RouterStatus,
 )
 from router.core.waiting import (
+    PROBE_TIMEOUT,
     Keepalive,
     Notify,
     WatchClock,
@@ -278,21 +279,27 @@ class RouterService:
         """
         client = state.client
         settings = self.settings
-        watchdog = Watchdog(self._clock, settings.first_byte_timeout,
-                            max(settings.first_byte_timeout, settings.read_timeout),
+        # An agent starting a cold model answers nothing, not even its status line, until the
+        # model is up (streams get its notes): wait as long as the agent says a start may take.
+        limit = max(settings.first_byte_timeout, settings.read_timeout,
+                    (state.start_timeout or 0) + settings.first_byte_timeout)
+        watchdog = Watchdog(self._clock, settings.first_byte_timeout, limit,
                             lambda: _healthy(client))
         try:
             async with watchdog:
                 return await self._first_chunk(client, path, body, stream, headers, watchdog,
-                                               keepalive)
+                                               keepalive, limit + PROBE_TIMEOUT + 1)
         except TimeoutError:
             raise UpstreamError(f"backend {client.name} {watchdog.verdict}") from None
 
     async def _first_chunk(self, client: Backend, path: str, body: dict[str, Any], stream: bool,
                            headers: dict[str, str], watchdog: Watchdog,
-                           keepalive: Keepalive | None) -> tuple[Upstream, bytes]:
+                           keepalive: Keepalive | None,
+                           header_timeout: float) -> tuple[Upstream, bytes]:
         try:
-            upstream = await client.send(path, body, stream=stream, headers=headers)
+            # The watchdog bounds the wait; the transport's own timeout is only its backstop.
+            upstream = await client.send(path, body, stream=stream, headers=headers,
+                                         header_timeout=header_timeout)
         except StreamBroken as exc:  # e.g. OpenCode's event stream ending before any output
             raise UpstreamError(str(exc)) from None
         try:

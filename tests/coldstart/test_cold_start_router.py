@@ -61,6 +61,24 @@ async def test_the_openai_sdk_streams_through_a_cold_start(make_router, start_ag
     assert "".join(pieces)
 
 
+async def test_a_silent_non_streaming_start_longer_than_the_read_timeout_is_waited_for(
+        make_router, start_agent):
+    # A non-streaming request gets nothing at all from the agent until the model is up (no
+    # notes: those are SSE). The router waits as long as the agent's /status says a start may
+    # take, not BACKEND_READ_TIMEOUT: here 6 s of start against a 2 s read timeout.
+    agent = await start_agent("--startup-delay", "6", start_timeout=30)
+    router = await make_router({**lab(agent), "FIRST_BYTE_TIMEOUT": "1",
+                                "BACKEND_READ_TIMEOUT": "2"})
+    assert router.service.registry.states["3090"].start_timeout == 30  # from the agent's /status
+    async with httpx.AsyncClient(base_url=router.url, timeout=60) as http, asyncio.timeout(60):
+        answer = await http.post("/v1/chat/completions", json={"model": "big", "messages": HELLO})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"]
+    [row] = await decision_rows(router)
+    assert (row.backend, row.status_code, row.fallback_attempts) == ("3090", 200, 0)
+    assert row.ttft_ms > 5_000  # it waited out the start, past the read timeout
+
+
 async def test_a_start_that_crashes_ends_the_wait_at_once(make_router, start_agent, spare):
     agent = await start_agent("--startup-delay", "1", "--crash-during-start")
     router = await make_router(lab(agent))

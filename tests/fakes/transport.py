@@ -42,7 +42,8 @@ class FakeTransport:
     exchanges: list[FakeExchange] = field(default_factory=list)
     closed: bool = False
 
-    async def handle(self, path: str, headers: dict[str, str], body: bytes) -> FakeExchange:
+    async def handle(self, path: str, headers: dict[str, str], body: bytes,
+                     header_timeout: float | None = None) -> FakeExchange:
         self.requests.append((path, headers, body))
         if self.fail_on_send is not None:
             raise self.fail_on_send

@@ -18,7 +18,7 @@ class StubBackend:
         self.released = 0
         self.fail: UpstreamError | None = None
 
-    async def send(self, path, body, *, stream, headers) -> Upstream:
+    async def send(self, path, body, *, stream, headers, header_timeout=None) -> Upstream:
         if self.fail:
             raise self.fail
 
