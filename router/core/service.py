@@ -482,18 +482,19 @@ class _RowBudget:
 class Route:
     """The context manager `RouterService.route` returns (a class: no generator per request)."""
 
-    __slots__ = ("_args", "_routed", "_service")
+    __slots__ = ("_body", "_endpoint", "_headers", "_native", "_notify", "_routed", "_row",
+                 "_service")
 
     def __init__(self, service: RouterService, endpoint: str, body: dict[str, Any],
                  row: DecisionRow, headers: Mapping[str, str] | None,
                  native: NativeRequest | None, notify: Notify | None) -> None:
-        self._service = service
-        self._args = (endpoint, body, row, headers, native, notify)
+        self._service, self._endpoint, self._body, self._row = service, endpoint, body, row
+        self._headers, self._native, self._notify = headers, native, notify
 
     async def __aenter__(self) -> Routed:
-        endpoint, body, row, headers, native, notify = self._args
-        self._routed = await self._service.open(endpoint, body, row, headers, native=native,
-                                                notify=notify)
+        self._routed = await self._service.open(self._endpoint, self._body, self._row,
+                                                self._headers, native=self._native,
+                                                notify=self._notify)
         return self._routed
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
