@@ -35,6 +35,7 @@ class OpenAIBackend:
         self.url = url.rstrip("/")
         self._base = self.url.removesuffix("/v1")
         self._api_key = api_key
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout,
                                               sock_connect=connect_timeout, sock_read=read_timeout)
         self._health_timeout = aiohttp.ClientTimeout(total=health_timeout,
@@ -62,10 +63,7 @@ class OpenAIBackend:
         return self._session
 
     def _headers(self, extra: dict[str, str]) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", **extra}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        return headers
+        return {"Content-Type": "application/json", **extra, **self._auth}
 
     async def send(self, path: str, body: dict[str, object], *, stream: bool,
                    headers: dict[str, str], header_timeout: float | None = None) -> Upstream:
@@ -142,13 +140,13 @@ class OpenAIBackend:
 
     def resolve_model(self, hint: str | None, models: tuple[ModelInfo, ...]) -> str:
         """A served id is used as is; an alias hint maps through `model_hints`, else the first model."""
-        ids = [m.id for m in models]
-        if hint and hint in ids:
-            return hint
-        if hint and hint in self._model_hints:
-            return self._model_hints[hint]
-        if ids:
-            return ids[0]
+        if hint:
+            if any(m.id == hint for m in models):
+                return hint
+            if hint in self._model_hints:
+                return self._model_hints[hint]
+        if models:
+            return models[0].id
         return hint or "default"
 
     async def close(self) -> None:
