@@ -56,6 +56,11 @@ def serve_router(settings: Settings) -> None:
     from router.http.app import create_app
     from router.http.serving import run
 
+    if settings.bot_enabled:
+        log.warning("MATTERMOST_URL is set, but this command serves the router without the bot: "
+                    "run `local-ai-router serve` or `python -m local_ai_router serve` (after an "
+                    "upgrade from a version whose console script was router.cli, reinstall: "
+                    "pip install -e .)")
     run(create_app(settings), settings)
 
 

@@ -36,3 +36,17 @@ def test_the_composition_root_adds_the_bot_only_when_mattermost_is_configured() 
     configured = plugins(Settings.from_env({"MATTERMOST_URL": "http://127.0.0.1:1",
                                             "MATTERMOST_TOKEN": "t"}))
     assert [type(p) for p in configured] == [BotPlugin]
+
+
+def test_serving_the_router_alone_with_mattermost_configured_says_how_to_get_the_bot(
+        monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import router.http.serving
+    from router.cli import serve_router
+
+    served: list[object] = []
+    monkeypatch.setattr(router.http.serving, "run", lambda app, settings: served.append(app))
+    serve_router(Settings.from_env({"MATTERMOST_URL": "http://127.0.0.1:1",
+                                    "MATTERMOST_TOKEN": "t"}))
+    assert len(served) == 1
+    assert "serves the router without the bot" in caplog.text
+    assert "local-ai-router serve" in caplog.text
