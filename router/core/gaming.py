@@ -88,9 +88,7 @@ class GamingMode:
 
     def gamed(self) -> frozenset[str] | None:
         """The gaming backends in gaming mode, for the policy (None: no gaming backend)."""
-        if NO_HOST in self._hosts:
-            return None
-        return frozenset(name for name, host in self._hosts.items() if host.enabled)
+        return self.for_policy()[1]
 
     def pending(self, name: str) -> bool | None:
         host = self._hosts.get(name)

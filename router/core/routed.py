@@ -119,8 +119,7 @@ class Routed:
     async def whole(self) -> bytes:
         """`first` and the rest of the body, all of it (a non-streaming answer)."""
         parts = [self.first]
-        async for chunk in self.upstream.chunks:
-            self.meter.feed(chunk)
+        async for chunk in self.rest():
             parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 

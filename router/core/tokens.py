@@ -123,9 +123,13 @@ def _message_parts(message: dict[str, Any]) -> Iterator[tuple[str, int]]:
             yield orjson.dumps(call.get("function", call)).decode(), 0
 
 
+def _key(text: str) -> tuple[int, int]:
+    return len(text), hash(text)
+
+
 def count_text(text: str) -> int:
     """Tokens in `text`: exact up to EXACT_CHAR_LIMIT characters, estimated past it."""
-    key = (len(text), hash(text))
+    key = _key(text)
     count = _counts.get(key)
     if count is None:
         count = _count(text)
@@ -155,6 +159,6 @@ def count_parts(parts: PromptParts) -> int:
 async def estimate(body: dict[str, Any], image_tokens: int = DEFAULT_IMAGE_TOKENS) -> int:
     """Estimated prompt tokens of an OpenAI request body, without blocking the event loop."""
     parts = collect(body, image_tokens)
-    if parts.chars <= INLINE_CHAR_LIMIT or all((len(t), hash(t)) in _counts for t in parts.texts):
+    if parts.chars <= INLINE_CHAR_LIMIT or all(_key(t) in _counts for t in parts.texts):
         return count_parts(parts)
     return await asyncio.to_thread(count_parts, parts)
