@@ -124,3 +124,47 @@ def test_a_decision_row_has_exactly_the_tables_columns() -> None:
 
     table = {c.name for c in Decision.__table__.columns if not c.primary_key}  # type: ignore[attr-defined]
     assert {f.name for f in fields(DecisionRow)} == table
+
+
+async def test_rows_read_back_through_the_model_as_they_were_recorded(tmp_path: Path):
+    """The writer's plain SQL (None columns left out, flags bound as ints, the timestamp in
+    SQLAlchemy's format) stores what the `Decision` model reads back, whatever each row's
+    mix of empty columns."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlmodel import Session, select
+
+    from router.store.models import Decision
+
+    url = f"sqlite:///{tmp_path}/typed.db"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    log = DecisionLog(engine)
+    full = DecisionRow(request_id="full", source="api", client="ci", requested_model="auto",
+                       stream=True, reason="alias", estimated_tokens=12, gaming_mode=True,
+                       force_big=True, candidates="a,b", skipped='{"c": "down"}', backend="a",
+                       backend_model="m", fallback_attempts=1, max_tokens_clamped=100,
+                       ttft_ms=1.25, failures='[{"backend": "b"}]', status_code=200,
+                       latency_ms=3.5, prompt_tokens=7, completion_tokens=9,
+                       created_at=datetime(2026, 12, 6, 13, 0, 0, 0, tzinfo=UTC))
+    sparse = DecisionRow(request_id="sparse", source="bot", status_code=503,
+                         created_at=datetime(2026, 12, 6, 15, 0, 1, 5,
+                                             tzinfo=timezone(timedelta(hours=2))))
+    for row in (full, sparse):
+        log.record(row)
+    log.start()
+    await log.close()
+    assert (log.written, log.dropped) == (2, 0)
+    with Session(engine) as session:
+        stored = {r.request_id: r for r in session.exec(select(Decision))}
+    for row in (full, sparse):
+        got = stored[row.request_id].model_dump()
+        assert row.created_at is not None
+        assert got.pop("created_at") == row.created_at  # read back as an aware UTC time
+        want = row.columns()
+        del want["created_at"]
+        assert {name: got[name] for name in want} == want
+    assert stored["full"].stream is True and stored["sparse"].client is None
+    raw = sqlite3.connect(tmp_path / "typed.db").execute(
+        "select created_at from decisions order by id").fetchall()
+    assert raw == [("2026-12-06 13:00:00.000000",), ("2026-12-06 13:00:01.000005",)]
