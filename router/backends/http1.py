@@ -34,6 +34,8 @@ from typing import cast
 
 import httptools
 
+from router.clock import WatchClock
+
 HIGH_WATER = 64 * 1024  # buffered body bytes at which the socket stops being read
 LOW_WATER = 16 * 1024   # ... and resumes
 
@@ -69,9 +71,12 @@ class ProtocolError(HTTPError):
 class _Connection(asyncio.Protocol):
     """One TCP connection carrying one request at a time. Loop-only."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float,
+                 clock: WatchClock) -> None:
         self._loop = loop
         self._read_timeout = read_timeout
+        self._clock = clock
+        self.due = float("inf")  # loop time the current wait times out (see `wait`)
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -164,14 +169,22 @@ class _Connection(asyncio.Protocol):
 
     async def wait(self, timeout: float | None = None) -> None:
         """Wait for the next event (bytes, end, error); ReadTimeout after `timeout` (default:
-        the read timeout)."""
+        the read timeout), told by the pool's clock rather than a timer of its own."""
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(timeout or self._read_timeout, _expire, waiter)
+        self.due = self._loop.time() + (timeout or self._read_timeout)
+        self._clock.add(self)
         try:
             await waiter
         finally:
-            timer.cancel()
+            self._clock.discard(self)
             self._waiter = None
+
+    def fire(self, now: float) -> None:
+        """The clock's call once the wait's time has passed."""
+        self.due = float("inf")
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ReadTimeout("no data from the upstream within the read timeout"))
 
     def take(self) -> bytes:
         """Every buffered body byte (b"" if none), resuming the socket once drained."""
@@ -185,11 +198,6 @@ class _Connection(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
         return data
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(ReadTimeout("no data from the upstream within the read timeout"))
 
 
 class Response:
@@ -255,6 +263,7 @@ class Pool:
         self._host_line = f"Host: {host_header}\r\n".encode("latin-1")
         self._idle: list[_Connection] = []
         self._closed = False
+        self._clock: WatchClock | None = None  # the read timeouts' (made on the pool's loop)
 
     async def request(self, method: str, target: str, headers: dict[str, str],
                       body: bytes, header_timeout: float | None = None) -> Response:
@@ -307,10 +316,13 @@ class Pool:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
+        if self._clock is None or self._clock.loop is not loop:
+            self._clock = WatchClock(loop)
+        clock = self._clock
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, self._read_timeout), self.host, self.port)
+                    lambda: _Connection(loop, self._read_timeout, clock), self.host, self.port)
         except TimeoutError:
             raise ConnectTimeout(f"no connection to {self.host}:{self.port} within "
                                  f"{self._connect_timeout:g}s") from None

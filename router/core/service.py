@@ -41,11 +41,11 @@ from router.core.waiting import (
     PROBE_TIMEOUT,
     Keepalive,
     Notify,
-    WatchClock,
     Watchdog,
     first_chunk,
     start_timeout_of,
 )
+from router.clock import WatchClock
 from router.errors import ContextLengthExceeded, NoBackendAvailable, RouterError
 from router.logs import new_request_id, request_id_var
 from router.metrics import Metrics

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from router.clock import WatchClock
 from router.errors import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -112,37 +113,6 @@ class Keepalive:
         self.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-class WatchClock:
-    """The one clock of every `Watchdog` on a loop: a tick every TICK seconds while any is
-    watching, and none while idle.
-
-    Not a timer per request: a timer is a TimerHandle pushed on the loop's heap with Python-level
-    comparisons, and a cancelled one stays there until its time (30 s); under load that was 3% of
-    the router's CPU. A verdict comes at most TICK late.
-    """
-
-    TICK = 0.05
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._watching: set[Watchdog] = set()
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, watchdog: Watchdog) -> None:
-        self._watching.add(watchdog)
-        if self._handle is None:
-            self._handle = self.loop.call_later(self.TICK, self._tick)
-
-    def discard(self, watchdog: Watchdog) -> None:
-        self._watching.discard(watchdog)
-
-    def _tick(self) -> None:
-        now = self.loop.time()
-        for watchdog in [w for w in self._watching if w.due <= now]:
-            watchdog.fire(now)
-        self._handle = self.loop.call_later(self.TICK, self._tick) if self._watching else None
 
 
 class Watchdog:
