@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from router.backends.base import Backend, StreamBroken, Upstream, UpstreamError
 from router.backends.factory import build_topology, make_client
+from router.clock import WatchClock
 from router.config import Topology
 from router.core import tokens
 from router.core.answers import INVALID_ANSWER, client_error, not_an_answer, snippet
@@ -45,7 +46,6 @@ from router.core.waiting import (
     first_chunk,
     start_timeout_of,
 )
-from router.clock import WatchClock
 from router.errors import ContextLengthExceeded, NoBackendAvailable, RouterError
 from router.logs import new_request_id, request_id_var
 from router.metrics import Metrics

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from router.core import tokens
 from router.clock import WatchClock
+from router.core import tokens
 from router.core.waiting import Watchdog
 from router.http.serving import loop_factory
 from router.logs import new_request_id
