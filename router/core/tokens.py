@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import tiktoken
@@ -60,8 +59,7 @@ def encoding() -> tiktoken.Encoding:
     return tiktoken.Encoding("cl100k_base", pat_str=_PAT, mergeable_ranks=ranks, special_tokens=_SPECIAL)
 
 
-@dataclass(frozen=True)
-class PromptParts:
+class PromptParts(NamedTuple):
     """What an estimate is made of: the texts to tokenise and the fixed extras."""
 
     texts: tuple[str, ...]
@@ -156,9 +154,24 @@ def count_parts(parts: PromptParts) -> int:
     return parts.fixed_tokens + sum(count_text(t) for t in parts.texts if t)
 
 
+def remembered_count(parts: PromptParts) -> int | None:
+    """The count of `parts` from remembered counts alone; None when a text is new."""
+    total = parts.fixed_tokens
+    for text in parts.texts:
+        if text:
+            count = _counts.get(_key(text))
+            if count is None:
+                return None
+            total += count
+    return total
+
+
 async def estimate(body: dict[str, Any], image_tokens: int = DEFAULT_IMAGE_TOKENS) -> int:
     """Estimated prompt tokens of an OpenAI request body, without blocking the event loop."""
     parts = collect(body, image_tokens)
-    if parts.chars <= INLINE_CHAR_LIMIT or all(_key(t) in _counts for t in parts.texts):
+    known = remembered_count(parts)
+    if known is not None:
+        return known
+    if parts.chars <= INLINE_CHAR_LIMIT:
         return count_parts(parts)
     return await asyncio.to_thread(count_parts, parts)
