@@ -162,7 +162,7 @@ class AgentApis:
         client: str | None = None
         try:
             client = _client_name(request, self.api.settings.api_keys)
-            self.api.limiter.check(client or request.remote or "anonymous")
+            self.api.limiter.check(client, request)
             raw = await self.api.read_raw(request)
         except RouterError as exc:
             service.reject(request_id=request_id, source="api", client=client,

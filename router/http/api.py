@@ -64,15 +64,17 @@ def _error_response(exc: RouterError, request_id: str | None = None) -> web.Resp
 
 
 class RateLimiter:
-    """Fixed one-minute windows per client name. Loop-only."""
+    """Fixed one-minute windows per client: its key's name, else its address. Loop-only."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
         self._windows: dict[str, tuple[int, int]] = {}
 
-    def check(self, client: str) -> None:
+    def check(self, key_name: str | None, request: web.BaseRequest) -> None:
+        """Count the request; RateLimited once its client is over the limit."""
         if self.per_minute <= 0:
-            return
+            return  # (the peer's address is looked up only when there is a limit)
+        client = key_name or request.remote or "anonymous"
         window = int(time.monotonic() // 60)
         start, count = self._windows.get(client, (window, 0))
         if start != window:
@@ -224,7 +226,7 @@ class Api:
         client: str | None = None
         try:
             client = _client_name(request, self.settings.api_keys)
-            self.limiter.check(client or request.remote or "anonymous")
+            self.limiter.check(client, request)
             body = await self._read_body(request, endpoint)
         except RouterError as exc:
             service.reject(request_id=request_id, source="api", client=client, endpoint=endpoint,

@@ -23,7 +23,7 @@ class Decision(SQLModel, table=True):
     client: str | None = None  # API key name or Mattermost user
     endpoint: str = "/v1/chat/completions"
     requested_model: str | None = None
-    backend: str | None = Field(default=None, index=True)
+    backend: str | None = None
     backend_model: str | None = None
     reason: str | None = None
     estimated_tokens: int | None = None

@@ -168,3 +168,17 @@ async def test_rows_read_back_through_the_model_as_they_were_recorded(tmp_path: 
     raw = sqlite3.connect(tmp_path / "typed.db").execute(
         "select created_at from decisions order by id").fetchall()
     assert raw == [("2026-12-06 13:00:00.000000",), ("2026-12-06 13:00:01.000005",)]
+
+
+def test_the_log_is_indexed_for_its_queries_only(tmp_path: Path):
+    """Each index costs every decision row a B-tree insert: created_at serves the dashboard's
+    and `stats`' time windows, request_id a lookup by hand; backend (dropped in 0003) served
+    nothing, and a downgrade puts it back."""
+    url = f"sqlite:///{tmp_path}/indexes.db"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    assert {i["name"] for i in inspect(engine).get_indexes("decisions")} == {
+        "ix_decisions_created_at", "ix_decisions_request_id"}
+    command.downgrade(db.alembic_config(url), "0002")
+    inspect_again = inspect(db.make_engine(url))
+    assert "ix_decisions_backend" in {i["name"] for i in inspect_again.get_indexes("decisions")}
