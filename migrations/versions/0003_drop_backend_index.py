@@ -11,7 +11,6 @@ writer thread (about 0.5 µs of the router's CPU per request, docs/performance.m
 """
 from alembic import op
 
-
 revision = '0003'
 down_revision = '0002'
 branch_labels = None
