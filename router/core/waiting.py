@@ -3,7 +3,7 @@
 A model started on demand takes a minute or more; clients and proxies give up after 30-60 s of
 silence. While the router waits for a candidate's first byte it calls the caller's `notify`
 every `interval` seconds (the HTTP handler writes an SSE comment, the bot edits its reply).
-`Keepalive` costs one timer per request and no task unless a note falls due.
+`Keepalive` costs a place on the loop's `WatchClock` and no task unless a note falls due.
 
 A backend silent for `FIRST_BYTE_TIMEOUT` is probed (`Watchdog`): one that answers a health
 check is busy and waited for; one that does not is hung and failed over. The inference agent
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -64,18 +63,21 @@ Notify = Callable[[Progress], Awaitable[None]]
 
 
 class Keepalive:
-    """Calls `notify` every `interval` seconds until `stop()`. Loop-only; one per request.
+    """Calls `notify` every `interval` seconds until `stop()`, told by the loop's `WatchClock`
+    (no timer of its own). Loop-only; one per request.
 
     Notes run as tracked tasks (a slow client write never delays the upstream read); `drain()`
     waits for those in flight, so the caller can write the answer after them.
     """
 
-    def __init__(self, notify: Notify, interval: float) -> None:
+    def __init__(self, notify: Notify, interval: float, clock: WatchClock) -> None:
         self._notify = notify
         self._interval = interval
-        self._loop = asyncio.get_running_loop()
-        self._started = time.monotonic()
-        self._handle: asyncio.TimerHandle | None = self._loop.call_later(interval, self._fire)
+        self._clock = clock
+        self._loop = clock.loop
+        self._started = self._loop.time()
+        self.due = self._started + interval
+        clock.add(self)
         self._tasks: set[asyncio.Task[None]] = set()
         self.backend = ""
         self.label = ""
@@ -88,14 +90,15 @@ class Keepalive:
         self.backend, self.label, self.detail = backend, label, None
         self.loading_status = loading_status
 
-    def _fire(self) -> None:
+    def fire(self, now: float) -> None:
+        """The clock's call when a note is due."""
         self.notes += 1
-        progress = Progress(self.backend, self.label, time.monotonic() - self._started, self.detail,
+        progress = Progress(self.backend, self.label, now - self._started, self.detail,
                             self.loading_status)
         task = self._loop.create_task(self._send(progress))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        self._handle = self._loop.call_later(self._interval, self._fire)
+        self.due = now + self._interval
 
     async def _send(self, progress: Progress) -> None:
         try:
@@ -104,9 +107,7 @@ class Keepalive:
             log.debug("keep-alive note not delivered: %s", exc)
 
     def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._clock.discard(self)
 
     async def drain(self) -> None:
         """Stop and wait for notes being written."""
