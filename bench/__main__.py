@@ -24,7 +24,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import agent_apis, lab_bench, loadgen, profile_summary, targets, tokens_bench
+from bench import (
+    agent_apis,
+    lab_bench,
+    loadgen,
+    profile_summary,
+    service_path,
+    targets,
+    tokens_bench,
+)
 from bench.loadgen import Target, median, percentile
 from bench.report import Row, check, ms, ratio, table
 
@@ -302,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = [one_run(i + 1, tgts, by_name, args) for i in range(args.runs)]
         log("agent APIs: /v1/messages and /v1/responses against chat through the router")
         agent_runs = [agent_apis.run(router.url, "small", args.quick) for _ in range(args.runs)]
+        log("the service's own path, in process against a canned upstream")
+        service_us = service_path.measure(upstream.url, workdir,
+                                          requests=2_000 if args.quick else 10_000)
         if args.profile:
             profiles = profile_router(router, tgts[1], args, stamp)
         for proc in procs[1:]:
@@ -318,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     log("home-lab rows: decide() on 10 rules, cold/sleeping/warm starts, hung fail-over")
     decide_us = lab_bench.decide_cost()
     starts = lab_bench.cold_starts()
-    rows = (summarise(runs, held, est, not args.no_litellm) + agent_apis.rows(agent_runs)
-            + lab_bench.rows(decide_us, starts))
+    rows = (summarise(runs, held, est, not args.no_litellm) + [service_path.row(service_us)]
+            + agent_apis.rows(agent_runs) + lab_bench.rows(decide_us, starts))
     elapsed = time.monotonic() - started
     text = "\n".join([
         f"## Benchmark {stamp} ({versions()})", "",
@@ -342,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{stamp}.md").write_text(text)
         (RESULTS / "latest.md").write_text(text)
         raw = {"runs": runs, "held": held, "estimate": est, "profiles": profiles,
-               "agent_apis": agent_runs, "decide_us": decide_us, "cold_starts": starts,
-               "args": vars(args), "seconds": elapsed}
+               "agent_apis": agent_runs, "service_path_us": service_us, "decide_us": decide_us,
+               "cold_starts": starts, "args": vars(args), "seconds": elapsed}
         (RESULTS / "latest.json").write_text(json.dumps(raw, indent=1, default=str))
     failed = [r for r in rows if r.passed is False]
     return 1 if failed and args.strict else 0
