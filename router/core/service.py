@@ -151,8 +151,8 @@ class RouterService:
         unexpected error a 500 row before it propagates, so no routed request goes unlogged.
         """
         started = time.perf_counter()
-        keepalive = Keepalive(notify, self.settings.stream_keepalive, self._clock) \
-            if notify else None
+        keepalive = (Keepalive(notify, self.settings.stream_keepalive, self._clock)
+                     if notify else None)
         try:
             return await self._open(endpoint, body, row, headers, started, native, keepalive)
         except BaseException as exc:
