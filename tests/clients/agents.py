@@ -196,6 +196,62 @@ def opencode(binary: Path, router_url: str, root: Path, prompt: str, model: str,
     return _run("opencode", cmd, env, workdir, timeout)
 
 
+# Continue's CLI (`cn`): its switches, read from the 1.5.47 sources shipped in the npm package.
+CONTINUE_OFFLINE_ENV = {
+    "CONTINUE_CLI_ENABLE_TELEMETRY": "0",  # OpenTelemetry metrics (only exported when OTEL_*
+    "CONTINUE_METRICS_ENABLED": "0",       #   endpoints are set; off regardless)
+}
+# The one request cn makes that no setting turns off: at every start (even `cn --version`) it
+# fetches `https://api.continue.dev/cn/info?id=<machine id>` for the latest version, with Node's
+# built-in fetch, which ignores HTTP(S)_PROXY before Node 22.21 / 24.5 (NODE_USE_ENV_PROXY). The
+# runner preloads a dispatcher that honours them, so the sentinel sees it (and refuses it; cn
+# only logs a debug line). Continue's own HTTP client (the model calls) honours them anyway.
+CONTINUE_VERSION_PING = "CONNECT api.continue.dev:443 HTTP/1.1"
+
+_NODE_PROXY_PRELOAD = """\
+// Make Node's built-in fetch honour HTTP(S)_PROXY / NO_PROXY, as Node >= 22.21 does with
+// NODE_USE_ENV_PROXY=1, so the client tier's egress sentinel sees every request.
+const {{ EnvHttpProxyAgent, setGlobalDispatcher }} = require({undici});
+setGlobalDispatcher(new EnvHttpProxyAgent());
+"""
+
+
+def continue_config(router_url: str, model: str) -> str:
+    """cn's config.yaml (the IDE extensions' format): the router as an OpenAI provider."""
+    return f"""name: local-ai-router
+version: 1.0.0
+schema: v1
+models:
+  - name: local-ai-router
+    provider: openai
+    model: {model}
+    apiBase: {router_url}/v1
+    apiKey: {API_KEY}
+    roles: [chat, edit, apply]
+"""
+
+
+def continue_cli(binary: Path, undici: Path, router_url: str, root: Path, prompt: str,
+                 model: str, proxy_env: dict[str, str],
+                 timeout: float = CLIENT_TIMEOUT) -> AgentRun:
+    """`cn -p PROMPT --config config.yaml`: headless, no sign-in to Continue's hub.
+
+    Headless cn allows its Bash tool and leaves out Write/Edit (they "ask", and nobody can
+    answer); the update check and auto-update only run in the interactive TUI."""
+    workdir = root / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = root / "continue-config.yaml"
+    config.write_text(continue_config(router_url, model))
+    preload = root / "node-env-proxy.cjs"
+    preload.write_text(_NODE_PROXY_PRELOAD.format(undici=json.dumps(str(undici))))
+    env = _base_env(root / "home", proxy_env)
+    env.update(CONTINUE_OFFLINE_ENV)
+    env.update({"CONTINUE_GLOBAL_DIR": str(root / "continue-home"),  # sessions, logs, state
+                "NODE_OPTIONS": f"--require {json.dumps(str(preload))}"})
+    cmd = [str(binary), "-p", prompt, "--config", str(config)]
+    return _run("continue", cmd, env, workdir, timeout)
+
+
 def aider_model_metadata(model: str) -> dict[str, object]:
     return {f"openai/{model}": {"max_input_tokens": 32768, "max_output_tokens": 4096,
                                 "input_cost_per_token": 0, "output_cost_per_token": 0,

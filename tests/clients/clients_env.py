@@ -2,11 +2,12 @@
 
 Contract:
 - ``ensure_clients()`` returns a ``Clients`` with runnable binaries of Claude Code
-  (npm ``@anthropic-ai/claude-code``), Codex CLI (npm ``@openai/codex``), opencode (npm
-  ``opencode-ai``, the e2e tier's install, see tests/e2e/opencode_env.py) and aider (PyPI
-  ``aider-chat`` in its own venv). Each is installed into
+  (npm ``@anthropic-ai/claude-code``), Codex CLI (npm ``@openai/codex``), Continue's CLI ``cn``
+  (npm ``@continuedev/cli``, with npm ``undici`` beside it for the proxy preload in
+  tests/clients/agents.py), opencode (npm ``opencode-ai``, the e2e tier's install, see
+  tests/e2e/opencode_env.py) and aider (PyPI ``aider-chat`` in its own venv). Each is installed into
   ``${LOCAL_AI_CACHE:-~/.cache/local-ai-router}/clients`` when missing or at another version.
-  Blocking: about 20 s for the two npm packages (~700 MB, native binaries inside the packages, no
+  Blocking: about 20 s for the npm packages (~800 MB, native binaries inside the packages, no
   other download) and about 50 s for aider's venv on first use; well under a second when cached.
   Safe across processes: an flock serialises installers; idempotent.
 - Run ``python3 -m tests.clients.clients_env`` (or scripts/setup_clients.sh) to install ahead.
@@ -17,6 +18,7 @@ The versions are the ones this tier was verified against; move them together wit
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -29,13 +31,19 @@ from tests.e2e.opencode_env import cache_dir, ensure_opencode
 CLAUDE_CODE_VERSION = "2.1.332"
 CODEX_VERSION = "0.171.0"
 AIDER_VERSION = "0.86.2"
-NPM_PACKAGES = (f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}", f"@openai/codex@{CODEX_VERSION}")
+CONTINUE_CLI_VERSION = "1.5.47"
+# Major 6 = the undici inside Node 20 and 22, whose built-in fetch takes its dispatcher.
+UNDICI_VERSION = "6.24.1"
+NPM_PACKAGES = (f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}", f"@openai/codex@{CODEX_VERSION}",
+                f"@continuedev/cli@{CONTINUE_CLI_VERSION}", f"undici@{UNDICI_VERSION}")
 
 
 @dataclass(frozen=True)
 class Clients:
     claude: Path
     codex: Path
+    continue_cli: Path
+    undici: Path  # the package directory, for `require()`
     opencode: Path
     aider: Path
 
@@ -80,10 +88,43 @@ def _codex_binary(modules: Path) -> Path | None:
     return path if _version_of(path) == f"codex-cli {CODEX_VERSION}" else None
 
 
-def _npm_binaries() -> tuple[Path, Path] | None:
+def _package_version(package: Path) -> str:
+    try:
+        value = json.loads((package / "package.json").read_text()).get("version")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _continue_binary(modules: Path) -> Path | None:
+    # The version is read from package.json, not `cn --version`: every start of cn (even
+    # --version) pings api.continue.dev, which a cache check must not do.
+    path = modules / ".bin" / "cn"
+    found = path.is_file() and _package_version(modules / "@continuedev" / "cli") == \
+        CONTINUE_CLI_VERSION
+    return path if found else None
+
+
+def _undici_package(modules: Path) -> Path | None:
+    path = modules / "undici"
+    return path if _package_version(path) == UNDICI_VERSION else None
+
+
+@dataclass(frozen=True)
+class _Npm:
+    claude: Path
+    codex: Path
+    continue_cli: Path
+    undici: Path
+
+
+def _npm_binaries() -> _Npm | None:
     modules = clients_dir() / "npm" / "node_modules"
     claude, codex = _claude_binary(modules), _codex_binary(modules)
-    return (claude, codex) if claude is not None and codex is not None else None
+    continue_cli, undici = _continue_binary(modules), _undici_package(modules)
+    if claude is None or codex is None or continue_cli is None or undici is None:
+        return None
+    return _Npm(claude, codex, continue_cli, undici)
 
 
 def _aider_binary() -> Path | None:
@@ -98,7 +139,7 @@ def _run(cmd: list[str], what: str, timeout: float = 1200) -> None:
                            f"{proc.stderr[-2000:]}")
 
 
-def _install_npm() -> tuple[Path, Path]:
+def _install_npm() -> _Npm:
     prefix = clients_dir() / "npm"
     prefix.mkdir(parents=True, exist_ok=True)
     _run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
@@ -106,7 +147,7 @@ def _install_npm() -> tuple[Path, Path]:
     found = _npm_binaries()
     if found is None:
         raise RuntimeError(f"npm installed {' '.join(NPM_PACKAGES)} into {prefix} but no runnable "
-                           "claude/codex binary of those versions was found")
+                           "claude/codex/cn binary (or undici) of those versions was found")
     return found
 
 
@@ -132,7 +173,8 @@ def ensure_clients() -> Clients:
         fcntl.flock(lock, fcntl.LOCK_EX)
         npm = _npm_binaries() or _install_npm()
         aider = _aider_binary() or _install_aider()
-    return Clients(claude=npm[0], codex=npm[1], opencode=opencode, aider=aider)
+    return Clients(claude=npm.claude, codex=npm.codex, continue_cli=npm.continue_cli,
+                   undici=npm.undici, opencode=opencode, aider=aider)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import pytest
 
 from tests.clients import agents
 from tests.clients.clients_env import Clients
-from tests.clients.stack import Stack
+from tests.clients.stack import EgressSentinel, Stack
 from tests.fakes.scripted_model import DONE_TEXT, ScriptedModel, task_prompt
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -104,3 +104,30 @@ def test_aider_message_edits_a_file(clients: Clients, stack: Stack, tmp_path: Pa
     assert "whole_file" in kinds, kinds
     stack.assert_routed("/v1/chat/completions", "3070", "3070", "agents")
     assert stack.sentinel.attempts == []
+
+
+def test_continue_cli_writes_a_file_with_its_bash_tool(clients: Clients, stack: Stack,
+                                                       tmp_path: Path) -> None:
+    """`cn -p` with a local config.yaml (model `auto`, no hub sign-in) runs the task with its
+    Bash tool (headless cn offers no Write tool).
+
+    cn has its own sentinel: it makes one request no setting turns off (a version check at
+    every start, see agents.CONTINUE_VERSION_PING), which must be that request and nothing
+    else; seeing it also proves the preload sends Node's built-in fetch to the proxy."""
+    target = tmp_path / "work" / "continue.txt"
+    content = "written-by-continue-through-chat"
+    sentinel = stack.loop.call(EgressSentinel().start())
+    try:
+        run = agents.continue_cli(clients.continue_cli, clients.undici, stack.router.url,
+                                  tmp_path, task_prompt(str(target), content), "auto",
+                                  sentinel.env())
+    finally:
+        stack.loop.call(sentinel.stop())
+    assert run.returncode == 0, run.describe()
+    assert target.read_text() == content + "\n"
+    assert run.stdout.strip() == DONE_TEXT, run.describe()
+    call, _tool_message = stack.tool_round_trip(content)
+    assert call.tool_name == "Bash"
+    assert str(target) in json.loads(call.arguments)["command"]
+    stack.assert_routed("/v1/chat/completions", "auto", "3070", "agents")
+    assert sentinel.attempts == [agents.CONTINUE_VERSION_PING]
