@@ -25,6 +25,8 @@ def ms(value: float, digits: int = 2) -> str:
 def ratio(value: float) -> str:
     if not math.isfinite(value):
         return "n/a"
+    if value < 1:  # three places, so 0.495 against a bound of 0.50 does not print as "0.50×"
+        return f"{value:.3f}×"
     return f"{value:.2f}×" if value < 10 else f"{value:.0f}×"
 
 
