@@ -90,7 +90,8 @@ sqlite3.register_adapter(bool, int)
 def _statement(nulls: tuple[bool, ...]) -> tuple[str, operator.itemgetter[Any]]:
     """The INSERT for rows whose None values are where `nulls` says, and the getter of their
     other values. A None is left out (the column's default is NULL) rather than bound: sqlite3
-    probes None for an adapter just as it does a bool, and there is no adapter to name for it."""
+    probes None for an adapter just as it does a bool, and the adapter one could name for None
+    (itself) would be a Python call per value."""
     present = [index for index, null in enumerate(nulls) if not null]
     columns = [_VALUED[index] for index in present] + ["created_at"]
     sql = (f"INSERT INTO {Decision.__tablename__} ({', '.join(columns)}) "
