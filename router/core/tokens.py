@@ -80,6 +80,10 @@ def collect(body: dict[str, Any], image_tokens: int = DEFAULT_IMAGE_TOKENS) -> P
             if not isinstance(message, dict):
                 continue
             fixed += PER_MESSAGE_TOKENS
+            content = message.get("content")
+            if isinstance(content, str) and "tool_calls" not in message:
+                texts.append(content)  # the common message, without `_message_parts`' generator
+                continue
             for text, images in _message_parts(message):
                 texts.append(text)
                 fixed += images * image_tokens
