@@ -6,9 +6,10 @@ parse the body, plan, open, read the whole answer, finish and record the decisio
 backend's transport is a canned one that answers at once, so what is timed is the router's
 own code; the writer thread's SQLite inserts are in it too, as process CPU.
 
-On this 2-core VM its spread is about ±1 µs, where the c=50 figure over sockets moves by
+On this 2-core VM its spread is about ±1–2 µs, where the c=50 figure over sockets moves by
 ±5–8% between runs: it is the figure to watch when cutting the router's own per-request work.
-The HTTP handler layer, aiohttp's server and the sockets are not in it (see the c=50 rows).
+The HTTP handler layer, aiohttp's server and the sockets are not in it (see the c=50 rows), and
+its caches are hot: among 50 interleaved requests the same path costs about half again as much.
 """
 
 from __future__ import annotations
