@@ -59,7 +59,9 @@ class _Answer:
 
 
 class _Canned:
-    """A transport whose every request is answered at once with ANSWER."""
+    """A transport whose every request is answered at once with ANSWER. Not the tests'
+    `FakeTransport` (tests/fakes/transport.py): that one keeps every request and exchange for
+    its assertions, which would grow over 70,000 timed requests and be timed with them."""
 
     async def handle(self, path: str, headers: dict[str, str], body: bytes,
                      header_timeout: float | None = None) -> _Answer:
